@@ -1,0 +1,111 @@
+"""Create runs the steps in order; a failing step rolls back every started step in teardown
+order, releases the pools and removes the container directory."""
+
+import pytest
+
+from warden_framework.config import settings_from_dict
+from warden_framework.errors import WardenError
+from warden_framework.server.main import build_orchestrator
+from warden_framework.testing.fakes import FAKE_DRIVERS, _Fake
+
+
+@pytest.fixture
+def orch(tmp_path):
+    _Fake.calls.clear()
+    _Fake.fail_on = set()
+    settings = settings_from_dict({
+        "server": {"container_depot_path": str(tmp_path / "depot")},
+        "drivers": {"disk": "fake"},
+        "port": {"pool_start_port": 20000, "pool_size": 1000},
+        "user": {"pool_start_uid": 70000, "pool_size": 4},
+        "network": {"pool_network": "10.99.0.0/29", "release_delay": 0},
+    })
+    (tmp_path / "depot").mkdir()
+    yield build_orchestrator(settings, overrides=FAKE_DRIVERS, load_entry_points=False)
+    _Fake.fail_on = set()
+
+
+def hooks_called(container_id):
+    return [hook for _, hook, cid in _Fake.calls if cid == container_id]
+
+
+def test_create_runs_steps_in_order(orch):
+    c = orch.create(None, 5, None, None, [])
+    assert hooks_called(c.id) == ["setup_fs", "setup_init", "apply_limits", "setup_disk",
+                                  "setup_net", "start_init"]
+    assert c.state == "active" and c.handle == c.id and len(c.id) == 11
+    assert orch.handles() == [c.handle]
+    assert str(c.network) == "10.99.0.0/30" and c.uid == 70000
+
+
+@pytest.mark.parametrize("failing", ["setup_fs", "setup_init", "apply_limits", "setup_disk",
+                                     "setup_net", "start_init"])
+def test_failed_step_rolls_back_started_steps(orch, failing):
+    _Fake.fail_on = {failing}
+    with pytest.raises(WardenError, match=f"{failing} failed on purpose"):
+        orch.create("h1", 5, None, None, [])
+    cid = _Fake.calls[0][2]
+    called = hooks_called(cid)
+    order = ["setup_fs", "setup_init", "apply_limits", "setup_disk", "setup_net"]
+    started = order[: order.index(failing) + 1] if failing != "start_init" else order
+    teardown = {"setup_net": "teardown_net", "setup_disk": "teardown_disk",
+                "setup_init": "teardown_init", "apply_limits": "release_limits",
+                "setup_fs": "teardown_fs"}
+    expected = [teardown[s] for s in ("setup_net", "setup_disk", "setup_init", "apply_limits",
+                                      "setup_fs") if s in started]
+    assert [h for h in called if h.startswith(("teardown", "release"))] == expected
+    assert orch.handles() == []
+    assert not (orch.depot / cid).exists()
+    # the pools got everything back
+    assert len(orch.pools.network) == 2 and len(orch.pools.uids) == 4
+
+
+def test_duplicate_handle_is_refused(orch):
+    orch.create("same", 5, None, None, [])
+    with pytest.raises(WardenError, match=r"^container with handle: same already exists\.$"):
+        orch.create("same", 5, None, None, [])
+
+
+def test_requested_network_outside_pool(orch):
+    with pytest.raises(WardenError, match=r"^Could not acquire network: 1\.1\.1\.0$"):
+        orch.create(None, 5, "1.1.1.1", None, [])
+
+
+def test_network_pool_exhaustion(orch):
+    orch.create(None, 5, None, None, [])
+    orch.create(None, 5, None, None, [])
+    with pytest.raises(WardenError, match=r"^Could not acquire network$"):
+        orch.create(None, 5, None, None, [])
+
+
+def test_destroy_tears_down_in_order_and_releases(orch):
+    c = orch.create(None, 5, None, None, [])
+    _Fake.calls.clear()
+    orch.destroy(c)
+    assert hooks_called(c.id) == ["stop", "teardown_net", "teardown_disk", "teardown_init",
+                                  "release_limits", "teardown_fs"]
+    assert c.state == "destroyed" and not c.path.exists()
+    with pytest.raises(WardenError, match="^unknown handle$"):
+        orch.lookup(c.handle)
+
+
+def test_state_checks_use_warden_text(orch):
+    c = orch.create(None, 5, None, None, [])
+    orch.stop(c)
+    with pytest.raises(WardenError, match=r"^Container state must be one of 'active', current state is 'stopped'$"):
+        orch.spawn(c, b"true", False, {}, False, None)
+    assert orch.limit_cpu(c, 1) == 2
+
+
+def test_recovery_reregisters_and_reserves(orch, tmp_path):
+    c = orch.create("keep", 5, None, None, [])
+    orch.net_in(c, None, None)
+    dead = orch.create("dead", 5, None, None, [])
+    dead.snapshot_path.unlink()
+    again = build_orchestrator(orch.settings, overrides=FAKE_DRIVERS, load_entry_points=False)
+    recovered = again.recover_all()
+    assert [r.handle for r in recovered] == ["keep"]
+    assert not dead.path.exists()
+    fresh = again.create(None, 5, None, None, [])
+    assert fresh.network != c.network and fresh.uid != c.uid
+    assert again.net_in(fresh, None, None)[0] == c.ports[0] + 1

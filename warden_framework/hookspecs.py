@@ -1,0 +1,360 @@
+"""The hook specifications: the one contract every driver and plugin implements.
+
+Sections follow the order the server calls them. Subsystem hooks have exactly one owner (the
+configured driver of that subsystem) and are `firstresult`; gathering hooks (`pre_create`,
+`setup_host`, `info`, `snapshot`, `recover`, `event_sources`) may have many implementations.
+A record is a JSON-able dict that the orchestrator writes to snapshot.json before the next step.
+Every docstring answers four questions: Called, May assume, Returns, On failure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .container import Container
+    from .jobs import Job
+
+hookspec = pluggy.HookspecMarker("warden")
+
+# Which subsystem owns each single-owner hook. plugins.py checks there is exactly one owner.
+OWNERS = {
+    "setup_fs": "rootfs", "teardown_fs": "rootfs", "copy_in": "rootfs", "copy_out": "rootfs",
+    "setup_init": "exec", "start_init": "exec", "teardown_init": "exec", "spawn": "exec",
+    "signal_job": "exec", "stop": "exec",
+    "apply_limits": "limits", "release_limits": "limits", "limit_memory": "limits",
+    "limit_cpu": "limits",
+    "setup_net": "network", "teardown_net": "network", "net_in": "network", "net_out": "network",
+    "limit_bandwidth": "network",
+    "setup_disk": "disk", "teardown_disk": "disk", "limit_disk": "disk",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Server start. Called once, after every driver is loaded and before the socket opens.
+# ---------------------------------------------------------------------------------------------
+
+@hookspec
+def setup_host(settings: Settings) -> None:
+    """Prepare host-wide state the driver needs (chains, parent cgroups, depot layout).
+
+    Called: once at server start, before recovery and before the socket is served.
+    May assume: check_host passed; the server may have been killed before (state left over).
+    Returns: None. MUST be idempotent: running it again never duplicates anything.
+    On failure: raise DriverError naming the object; the server refuses to start.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Create. pre_create, then the steps in orchestrator.CREATE_STEPS order: setup_fs, setup_init,
+# apply_limits, setup_disk, setup_net, start_init. If a step raises, the teardown of that step
+# and of every earlier one runs in reverse and the client gets the first error.
+# ---------------------------------------------------------------------------------------------
+
+@hookspec
+def pre_create(container: Container, request: Any, settings: Settings) -> None:
+    """Validate a create request before anything is made.
+
+    Called: on create, after pools reserved the network and uid, before setup_fs.
+    May assume: container.handle, id, path, network, uid are set; nothing exists in the kernel.
+    Returns: None.
+    On failure: raise WardenError with the client's text. MUST have no side effects, so a
+    refusal leaves nothing to undo.
+    """
+
+
+@hookspec(firstresult=True)
+def setup_fs(container: Container, settings: Settings) -> dict:
+    """Make the container's root filesystem at container.rootfs_dir, with its /etc files.
+
+    Called: first step of create.
+    May assume: container.path exists and is empty but for snapshot.json; the rootfs request
+    field (if any) is container.rootfs_request.
+    Returns: a record naming what was made (lower dir, upper dir, bind mounts).
+    On failure: raise WardenError (`rootfs <path> not found`, ...). Partial work may remain;
+    teardown_fs removes it.
+    """
+
+
+@hookspec(firstresult=True)
+def teardown_fs(container: Container, record: dict | None) -> None:
+    """Unmount and remove what setup_fs made.
+
+    Called: on destroy; on rollback; by recovery for a dead container (record may be None).
+    May assume: nothing; the mount may be gone already.
+    Returns: None. Calling it twice is harmless.
+    On failure: raise DriverError naming the mount or path that cannot be removed.
+    """
+
+
+@hookspec(firstresult=True)
+def setup_init(container: Container, settings: Settings) -> dict:
+    """Start the container's init (wshd) in new namespaces, held at its barrier.
+
+    Called: after setup_fs.
+    May assume: container.rootfs_dir is the mounted root; container.binds lists bind mounts.
+    Returns: a record with at least {"pid": host pid of the container's init}. The init waits
+    until start_init releases it, so limits and network can be attached first.
+    On failure: raise WardenError; teardown_init kills whatever was started.
+    """
+
+
+@hookspec(firstresult=True)
+def start_init(container: Container, record: dict) -> None:
+    """Release the init from its barrier and wait until it serves requests.
+
+    Called: last step of create, after every other setup step succeeded.
+    May assume: the init is in its cgroups and its network namespace has the container's veth end.
+    Returns: None.
+    On failure: raise WardenError; the orchestrator rolls back every step.
+    """
+
+
+@hookspec(firstresult=True)
+def teardown_init(container: Container, record: dict | None) -> None:
+    """Kill the container's init and every process in it.
+
+    Called: on destroy, on rollback, by recovery (record may be None: find by container.path).
+    May assume: nothing; the init may be dead already.
+    Returns: None once no process of the container is left. Idempotent.
+    On failure: raise DriverError naming the process that survives.
+    """
+
+
+@hookspec(firstresult=True)
+def apply_limits(container: Container, settings: Settings) -> dict:
+    """Create the container's cgroups, restrict devices and place the init in them.
+
+    Called: after setup_init, while the init waits at its barrier.
+    May assume: container.records["exec"]["pid"] is the init's host pid.
+    Returns: a record naming the cgroups.
+    On failure: raise DriverError; release_limits removes partial groups.
+    """
+
+
+@hookspec(firstresult=True)
+def release_limits(container: Container, record: dict | None) -> None:
+    """Remove the container's cgroups (after its processes are gone).
+
+    Called: on destroy, rollback and recovery cleanup, after teardown_init.
+    May assume: nothing; groups may be missing.
+    Returns: None. Idempotent.
+    On failure: raise DriverError naming the group that cannot be removed.
+    """
+
+
+@hookspec(firstresult=True)
+def setup_disk(container: Container, settings: Settings) -> dict:
+    """Give the container its disk quota bookkeeping (reset the uid's quota, make a subvolume).
+
+    Called: after apply_limits, only when a disk driver is configured.
+    May assume: the filesystem is set up; container.uid is reserved for it.
+    Returns: a record of what was made.
+    On failure: raise DriverError; teardown_disk undoes partial work.
+    """
+
+
+@hookspec(firstresult=True)
+def teardown_disk(container: Container, record: dict | None) -> None:
+    """Undo setup_disk.
+
+    Called: on destroy, rollback and recovery cleanup.
+    May assume: nothing.
+    Returns: None. Idempotent.
+    On failure: raise DriverError naming the object.
+    """
+
+
+@hookspec(firstresult=True)
+def setup_net(container: Container, settings: Settings) -> dict:
+    """Connect the container to the host: veth pair, addresses, filter and NAT chains.
+
+    Called: after apply_limits (and setup_disk), before start_init.
+    May assume: the init holds the network namespace (container.records["exec"]["pid"]);
+    container.network is the /30 reserved for it; no object named after its id exists.
+    Returns: a record naming everything made.
+    On failure: raise DriverError. Partial work may stay behind: teardown_net removes it.
+    Never touch objects not named after this container's id.
+    """
+
+
+@hookspec(firstresult=True)
+def teardown_net(container: Container, record: dict | None) -> None:
+    """Remove what setup_net made for this container.
+
+    Called: on destroy; on rollback; by recovery for a dead container (record may be None).
+    May assume: nothing. The veth, the chains, or both may be missing.
+    Returns: None. Calling it twice is harmless.
+    On failure: raise only if an object exists and cannot be removed; name it.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests on a live container.
+# ---------------------------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def spawn(container: Container, job: Job, settings: Settings) -> dict:
+    """Start a job: bash reading job.script on stdin, output into job.dir's files.
+
+    Called: on spawn and run, with the container active and job.dir created.
+    May assume: job.id, job.privileged, job.rlimits (merged with container_rlimits) are set.
+    Returns: a record (e.g. the job's pid) kept in snapshot.json. When the job ends, the driver
+    MUST call job.finish(exit_status) from any thread (255 for a signal death).
+    On failure: raise WardenError; no process of the job may remain.
+    """
+
+
+@hookspec(firstresult=True)
+def signal_job(container: Container, job: Job, signo: int) -> None:
+    """Send a signal to a job's process group (output limit, kill).
+
+    Called: when a job exceeds job_output_limit.
+    May assume: the job was spawned; it may have exited meanwhile.
+    Returns: None.
+    On failure: raise DriverError; a job that is already gone is not a failure.
+    """
+
+
+@hookspec(firstresult=True)
+def stop(container: Container, kill: bool, timeout: float) -> None:
+    """Stop every process of the container except its init.
+
+    Called: on stop, on destroy and after an OOM.
+    May assume: the init may be alive or dead.
+    Returns: None when no job process is left: TERM, then KILL after `timeout` seconds
+    (at once when kill is true).
+    On failure: raise DriverError naming what survives.
+    """
+
+
+@hookspec(firstresult=True)
+def net_in(container: Container, host_port: int, container_port: int) -> dict:
+    """Forward host_port on the host's addresses to container_port in the container.
+
+    Called: on net_in with the container active; ports already chosen by the server.
+    May assume: setup_net succeeded. Returns: a record of the rule, kept for recovery.
+    On failure: raise WardenError; no rule may remain.
+    """
+
+
+@hookspec(firstresult=True)
+def net_out(container: Container, rule: dict) -> dict:
+    """Allow the container's traffic to a network / port / protocol.
+
+    Called: on net_out with the container active; `rule` holds the request's fields.
+    May assume: setup_net succeeded. Returns: the validated rule, kept for recovery.
+    On failure: raise WardenError with Warden's validation texts; no rule half-written.
+    """
+
+
+@hookspec(firstresult=True)
+def limit_bandwidth(container: Container, rate: int | None, burst: int | None) -> tuple:
+    """Shape the container's traffic to rate bytes/s with a burst of bytes, or read it.
+
+    Called: on limit_bandwidth (active or stopped). Returns: (rate, burst) read back.
+    May assume: setup_net succeeded.
+    On failure: raise WardenError; the previous shaping stays.
+    """
+
+
+@hookspec(firstresult=True)
+def limit_memory(container: Container, limit: int | None) -> int:
+    """Set (when limit is not None) and read back memory.limit_in_bytes.
+
+    Called: on limit_memory (active or stopped) and by recovery to re-apply.
+    May assume: apply_limits succeeded. Returns: the value the kernel kept.
+    On failure: raise WardenError (`Failed setting memory limit: ...`); kernel state unchanged.
+    """
+
+
+@hookspec(firstresult=True)
+def limit_cpu(container: Container, shares: int | None) -> int:
+    """Set (when shares is not None) and read back cpu.shares.
+
+    Called: on limit_cpu (active or stopped) and by recovery. Returns: what the kernel kept.
+    May assume: apply_limits succeeded.
+    On failure: raise WardenError (`Failed setting cpu shares: ...`).
+    """
+
+
+@hookspec(firstresult=True)
+def limit_disk(container: Container, limits: dict) -> dict:
+    """Set and read back the container's disk quota.
+
+    Called: on limit_disk with a disk driver configured; `limits` holds the request's set fields.
+    May assume: setup_disk succeeded.
+    Returns: the twelve LimitDiskResponse fields read back.
+    On failure: raise WardenError; the old quota stays.
+    """
+
+
+@hookspec(firstresult=True)
+def copy_in(container: Container, src_path: str, dst_path: str) -> None:
+    """Copy host src_path into the container at dst_path, owned by the container's user.
+
+    Called: on copy_in with the container active. May assume: setup_fs succeeded.
+    Returns: None.
+    On failure: raise WardenError naming the path. Paths never escape the container root.
+    """
+
+
+@hookspec(firstresult=True)
+def copy_out(container: Container, src_path: str, dst_path: str, owner: str | None) -> None:
+    """Copy the container's src_path to host dst_path, chowned to owner when given.
+
+    Called: on copy_out (active or stopped). May assume: setup_fs succeeded.
+    Returns: None.
+    On failure: raise WardenError naming the path. Paths never escape the container root.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Gathering hooks: any plugin may answer; results are merged.
+# ---------------------------------------------------------------------------------------------
+
+@hookspec
+def info(container: Container) -> dict:
+    """Contribute InfoResponse fields (memory_stat, cpu_stat, disk_stat, bandwidth_stat, ips).
+
+    Called: on info, link/run/stream completion, and before destroy (the obituary).
+    May assume: the container is active or stopped.
+    Returns: a dict of InfoResponse field names to values (stats as dicts), or None.
+    On failure: raise WardenError with the `Failed getting ...` text; the whole info fails.
+    """
+
+
+@hookspec
+def event_sources(container: Container) -> list:
+    """Name file descriptors the server should watch for container events (OOM).
+
+    Called: after create, after recovery and after limit_memory.
+    May assume: the container's setup is complete.
+    Returns: a list of objects with fileno(), read_event() -> str | None and close(); the
+    server watches them on its event loop and adds each returned event to the container.
+    On failure: raise DriverError; the request that caused the call fails.
+    """
+
+
+@hookspec
+def snapshot(container: Container) -> dict:
+    """Contribute plugin state to snapshot.json beyond the step records.
+
+    Called: whenever the server writes the container's snapshot.
+    May assume: nothing about the kernel. Returns: {plugin name: JSON-able state} or None.
+    On failure: raise; the snapshot write fails and is retried on the next change.
+    """
+
+
+@hookspec
+def recover(container: Container, settings: Settings) -> None:
+    """Re-attach to a container that survived a server restart, restoring what is missing.
+
+    Called: at start-up for each container whose snapshot is readable, before it is listed.
+    May assume: container.records holds every step's record; pools already hold its resources.
+    Returns: None.
+    On failure: raise WardenError; the server then destroys the container completely.
+    """

@@ -1,0 +1,169 @@
+"""Jobs: ids, output files, exit status, and following output for link and stream (facts §6).
+
+A job's stdout and stderr are files in `<container>/jobs/<id>/`, written by the job itself, so
+output survives a server restart. The exec driver calls `Job.finish` from any thread when the
+job ends; waiters on the event loop are woken through call_soon_threadsafe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator
+
+# How long a follower sleeps at end-of-file while the job still runs. Output that is there is
+# read at once; this only bounds the latency of new output.
+FOLLOW_INTERVAL = 0.01
+CHUNK = 1 << 20
+EXIT_KILLED = 255
+
+
+class JobCounter:
+    """Process-wide job ids starting at 1; resumes after the highest recovered id."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            return next(self._counter)
+
+    def resume_after(self, highest: int) -> None:
+        with self._lock:
+            self._counter = itertools.count(highest + 1)
+
+
+@dataclass
+class Job:
+    id: int
+    dir: Path
+    script: bytes = b""
+    privileged: bool = False
+    rlimits: dict[str, int] = field(default_factory=dict)
+    discard_output: bool = False
+    log_tag: str | None = None
+    exit_status: int | None = None
+    record: dict = field(default_factory=dict)
+    output_limit_hit: bool = False
+
+    def __post_init__(self) -> None:
+        self._done = threading.Event()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._lock = threading.Lock()
+        if self.exit_status is not None:
+            self._done.set()
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.dir / "stdout"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.dir / "stderr"
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def finish(self, exit_status: int) -> None:
+        """Record the exit status (first call wins) and wake every waiter. Thread-safe."""
+        with self._lock:
+            if self._done.is_set():
+                return
+            self.exit_status = exit_status
+            self._done.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut)
+
+    async def wait(self) -> int:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._done.is_set():
+                return self.exit_status  # type: ignore[return-value]
+            fut = loop.create_future()
+            self._waiters.append((loop, fut))
+        await fut
+        return self.exit_status  # type: ignore[return-value]
+
+    def output_size(self) -> int:
+        return sum(_size(p) for p in (self.stdout_path, self.stderr_path))
+
+    def read_output(self, limit: int) -> tuple[bytes, bytes]:
+        """Both outputs, at most `limit` bytes combined (stdout first)."""
+        out = _read(self.stdout_path, limit)
+        err = _read(self.stderr_path, limit - len(out))
+        return out, err
+
+    async def follow(self, limit: int) -> AsyncIterator[tuple[str, bytes]]:
+        """Yield (name, data) chunks from the start of both files until the job is done."""
+        files = {}
+        try:
+            sent = 0
+            while True:
+                finished = self.done  # read before draining so no output written before exit is lost
+                progressed = False
+                for name, path in (("stdout", self.stdout_path), ("stderr", self.stderr_path)):
+                    if name not in files:
+                        files[name] = _open(path)
+                    f = files[name]
+                    if f is None or sent >= limit:
+                        continue
+                    data = f.read(min(CHUNK, limit - sent))
+                    if data:
+                        sent += len(data)
+                        progressed = True
+                        yield name, data
+                if finished and not progressed:
+                    return
+                if not progressed:
+                    await asyncio.sleep(FOLLOW_INTERVAL)
+        finally:
+            for f in files.values():
+                if f is not None:
+                    f.close()
+
+    def to_dict(self) -> dict:
+        return {"privileged": self.privileged, "discard_output": self.discard_output,
+                "log_tag": self.log_tag, "exit_status": self.exit_status, "record": self.record,
+                "output_limit_hit": self.output_limit_hit}
+
+    @classmethod
+    def from_dict(cls, job_id: int, jobs_dir: Path, data: dict) -> Job:
+        return cls(id=job_id, dir=jobs_dir / str(job_id), privileged=data.get("privileged", False),
+                   discard_output=data.get("discard_output", False), log_tag=data.get("log_tag"),
+                   exit_status=data.get("exit_status"), record=data.get("record", {}),
+                   output_limit_hit=data.get("output_limit_hit", False))
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read(path: Path, limit: int) -> bytes:
+    if limit <= 0:
+        return b""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
+def _open(path: Path):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,363 @@
+"""Thin: each request is a sequence of Hooks calls; create is a table of steps with rollback.
+
+All methods are synchronous and run in the server's thread pool while the server holds the
+container's lock. Texts of WardenErrors reach the client verbatim.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from . import snapshot as snapshots
+from .config import Settings
+from .container import ACTIVE, BORN, DESTROYED, STOPPED, Container, IdGenerator, check_state
+from .errors import WardenError
+from .jobs import EXIT_KILLED, Job, JobCounter
+from .plugins import Hooks
+from .pools import Pools
+
+log = logging.getLogger(__name__)
+
+# (subsystem, setup hook, teardown hook) in create order. Each record is on disk before the
+# next step starts, so a server killed at any line can still tear the container down.
+CREATE_STEPS = (
+    ("rootfs", "setup_fs", "teardown_fs"),
+    ("exec", "setup_init", "teardown_init"),
+    ("limits", "apply_limits", "release_limits"),
+    ("disk", "setup_disk", "teardown_disk"),
+    ("network", "setup_net", "teardown_net"),
+)
+# Teardown is the reverse of create except that the init (and so every process) must be gone
+# before its cgroups can be removed.
+TEARDOWN_ORDER = ("network", "disk", "exec", "limits", "rootfs")
+STOP_TIMEOUT = 10.0
+OUT_OF_MEMORY = "out of memory"
+OUTPUT_EXCEEDED = "command exceeded maximum output"
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings, hooks: Hooks, pools: Pools) -> None:
+        self.settings = settings
+        self.hooks = hooks
+        self.pools = pools
+        self.depot = settings.depot
+        self.containers: dict[str, Container] = {}
+        self._reserved: set[str] = set()
+        self._lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self.new_id = IdGenerator()
+        self.new_job_id = JobCounter()
+        # Set by the server: called (from any thread) whenever a container changed.
+        self.on_change: Callable[[Container], None] = lambda c: None
+
+    # -- registry -------------------------------------------------------------------------
+    def lookup(self, handle: str) -> Container:
+        container = self.containers.get(handle)
+        if container is None or container.state == DESTROYED:
+            raise WardenError("unknown handle")
+        return container
+
+    def handles(self) -> list[str]:
+        return [h for h, c in list(self.containers.items()) if c.state in (ACTIVE, STOPPED)]
+
+    # -- create ---------------------------------------------------------------------------
+    def create(self, handle: str | None, grace_time: float | None, network: str | None,
+               rootfs: str | None, binds: list[dict], request: Any = None) -> Container:
+        container_id = self.new_id()
+        handle = handle or container_id
+        with self._lock:
+            if handle in self.containers or handle in self._reserved:
+                raise WardenError(f"container with handle: {handle} already exists.")
+            self._reserved.add(handle)
+        container = Container(id=container_id, handle=handle, path=self.depot / container_id,
+                              grace_time=grace_time, rootfs_request=rootfs, binds=binds)
+        try:
+            container.network = self.pools.network.acquire_network(network)
+            container.uid = self.pools.uids.acquire_uid()
+            container.path.mkdir(parents=True)
+            self.write_snapshot(container)
+            self.hooks.pre_create(container, request, self.settings)
+            self._run_steps(container)
+            container.state = ACTIVE
+            self.write_snapshot(container)
+        except BaseException:
+            self._release_resources(container)
+            with self._lock:
+                self._reserved.discard(handle)
+            raise
+        with self._lock:
+            self._reserved.discard(handle)
+            self.containers[handle] = container
+        return container
+
+    def _run_steps(self, container: Container) -> None:
+        try:
+            for subsystem, setup, _ in CREATE_STEPS:
+                if not self.hooks.has(subsystem):
+                    continue
+                container.records[subsystem] = None  # started: teardown runs even if setup dies
+                self.write_snapshot(container)
+                container.records[subsystem] = getattr(self.hooks, setup)(container, self.settings) or {}
+                self.write_snapshot(container)
+            self.hooks.start_init(container, container.records["exec"])
+        except BaseException as exc:
+            errors = self._teardown(container)
+            for err in errors:
+                log.error("rollback of %s: %s", container.id, err)
+            log.info("create of %s failed: %s", container.id, exc)
+            raise
+
+    def _teardown(self, container: Container) -> list[BaseException]:
+        """Run the teardown of every started step in TEARDOWN_ORDER; keep every error."""
+        steps = {sub: teardown for sub, _, teardown in CREATE_STEPS}
+        errors: list[BaseException] = []
+        for subsystem in TEARDOWN_ORDER:
+            if subsystem not in container.records or not self.hooks.has(subsystem):
+                continue
+            try:
+                getattr(self.hooks, steps[subsystem])(container, container.records[subsystem])
+                del container.records[subsystem]
+            except Exception as exc:  # rollback boundary: keep going, report all
+                errors.append(exc)
+        return errors
+
+    def _release_resources(self, container: Container) -> None:
+        # Never delete through a root that is still mounted: the teardown that failed said why.
+        if container.path.exists() and not os.path.ismount(container.rootfs_dir):
+            shutil.rmtree(container.path, ignore_errors=True)
+        if container.network is not None:
+            self.pools.network.release(container.network)
+        if container.uid is not None:
+            self.pools.uids.release(container.uid)
+        for port in container.ports:
+            self.pools.ports.release(port)
+
+    # -- stop and destroy -----------------------------------------------------------------
+    def stop(self, container: Container, kill: bool = False) -> None:
+        check_state(container, ACTIVE, STOPPED)
+        if container.state == STOPPED:
+            return
+        container.state = STOPPED
+        try:
+            self.hooks.stop(container, kill, 0.0 if kill else STOP_TIMEOUT)
+        finally:
+            self.write_snapshot(container)
+
+    def destroy(self, container: Container) -> None:
+        if container.state == ACTIVE:
+            try:
+                self.stop(container, kill=False)
+            except Exception as exc:
+                log.warning("stop before destroy of %s: %s", container.id, exc)
+        errors = self._teardown(container)
+        if errors:
+            self.write_snapshot(container)
+            raise errors[0] if isinstance(errors[0], WardenError) else WardenError(str(errors[0]))
+        for job in container.jobs.values():
+            job.finish(EXIT_KILLED)
+        container.state = DESTROYED
+        self._release_resources(container)
+        with self._lock:
+            if self.containers.get(container.handle) is container:
+                del self.containers[container.handle]
+
+    # -- jobs -----------------------------------------------------------------------------
+    def spawn(self, container: Container, script: bytes, privileged: bool, rlimits: dict[str, int],
+              discard_output: bool, log_tag: str | None) -> Job:
+        check_state(container, ACTIVE)
+        job_id = self.new_job_id()
+        merged = {**self.settings.server.container_rlimits, **rlimits}
+        job = Job(id=job_id, dir=container.jobs_dir / str(job_id), script=script,
+                  privileged=privileged, rlimits=merged, discard_output=discard_output,
+                  log_tag=log_tag)
+        job.dir.mkdir(parents=True)
+        try:
+            job.record = self.hooks.spawn(container, job, self.settings) or {}
+        except BaseException:
+            shutil.rmtree(job.dir, ignore_errors=True)
+            raise
+        container.jobs[job_id] = job
+        self.write_snapshot(container)
+        return job
+
+    def find_job(self, container: Container, job_id: int) -> Job:
+        job = container.jobs.get(job_id)
+        if job is None:
+            raise WardenError("no such job")
+        return job
+
+    def forget_job(self, container: Container, job: Job) -> None:
+        """A job whose result a client received is gone (facts §6.3)."""
+        if container.jobs.pop(job.id, None) is not None:
+            shutil.rmtree(job.dir, ignore_errors=True)
+            if container.state != DESTROYED:
+                self.write_snapshot(container)
+
+    def enforce_output_limit(self, container: Container, job: Job) -> None:
+        """Kill a job whose combined output passed job_output_limit (facts §6.4)."""
+        if job.done or job.discard_output or job.output_limit_hit:
+            return
+        if job.output_size() <= self.settings.server.job_output_limit:
+            return
+        job.output_limit_hit = True
+        try:
+            self.hooks.signal_job(container, job, signal.SIGKILL)
+        finally:
+            job.finish(EXIT_KILLED)
+
+    # -- networking and limits ------------------------------------------------------------
+    def net_in(self, container: Container, host_port: int | None, container_port: int | None) -> tuple[int, int]:
+        check_state(container, ACTIVE)
+        from_pool = not host_port
+        if from_pool:
+            host_port = self.pools.ports.acquire_port()
+        container_port = container_port or host_port
+        try:
+            self.hooks.net_in(container, host_port, container_port)
+        except BaseException:
+            if from_pool:
+                self.pools.ports.release(host_port)
+            raise
+        if from_pool:
+            container.ports.append(host_port)
+        container.net_in_rules.append([host_port, container_port])
+        self.write_snapshot(container)
+        return host_port, container_port
+
+    def net_out(self, container: Container, rule: dict) -> None:
+        check_state(container, ACTIVE)
+        container.net_out_rules.append(self.hooks.net_out(container, rule))
+        self.write_snapshot(container)
+
+    def limit_memory(self, container: Container, limit: int | None) -> int:
+        check_state(container, ACTIVE, STOPPED)
+        kept = self.hooks.limit_memory(container, limit)
+        if limit is not None:
+            container.memory_limit = limit
+            self.write_snapshot(container)
+        return kept
+
+    def limit_cpu(self, container: Container, shares: int | None) -> int:
+        check_state(container, ACTIVE, STOPPED)
+        kept = self.hooks.limit_cpu(container, shares)
+        if shares is not None:
+            container.cpu_shares = shares
+            self.write_snapshot(container)
+        return kept
+
+    def limit_bandwidth(self, container: Container, rate: int, burst: int) -> tuple[int, int]:
+        check_state(container, ACTIVE, STOPPED)
+        kept = self.hooks.limit_bandwidth(container, rate, burst)
+        container.bandwidth = [rate, burst]
+        self.write_snapshot(container)
+        return kept
+
+    def limit_disk(self, container: Container, limits: dict) -> dict:
+        check_state(container, ACTIVE, STOPPED)
+        if not self.hooks.has("disk") or not self.settings.quota.disk_quota_enabled:
+            return {}
+        return self.hooks.limit_disk(container, limits)
+
+    def copy_in(self, container: Container, src: str, dst: str) -> None:
+        check_state(container, ACTIVE)
+        self.hooks.copy_in(container, src, dst)
+
+    def copy_out(self, container: Container, src: str, dst: str, owner: str | None) -> None:
+        check_state(container, ACTIVE, STOPPED)
+        self.hooks.copy_out(container, src, dst, owner)
+
+    def info(self, container: Container) -> dict:
+        check_state(container, ACTIVE, STOPPED)
+        fields: dict[str, Any] = {
+            "state": container.state, "events": list(container.events),
+            "host_ip": container.host_ip, "container_ip": container.container_ip,
+            "container_path": str(container.path), "job_ids": container.running_job_ids(),
+        }
+        fields.update(self.hooks.info(container))
+        return fields
+
+    def out_of_memory(self, container: Container) -> None:
+        """An OOM event arrived: record it and stop the container, as Warden does (facts §4.7)."""
+        container.add_event(OUT_OF_MEMORY)
+        if container.state == ACTIVE:
+            self.stop(container)
+        else:
+            self.write_snapshot(container)
+
+    # -- snapshots and recovery -----------------------------------------------------------
+    def write_snapshot(self, container: Container) -> None:
+        with self._snapshot_lock:  # jobs end on other threads; last writer must see all
+            data = container.to_dict()
+            data["jobs"] = {str(j.id): j.to_dict() for j in list(container.jobs.values())}
+            if container.state != BORN:
+                data["plugins"] = self.hooks.snapshot(container)
+            snapshots.write_snapshot(container.path, data)
+        self.on_change(container)
+
+    def recover_all(self) -> list[Container]:
+        """Re-register every live container in the depot; destroy the others completely."""
+        recovered = []
+        highest_job = 0
+        if not self.depot.is_dir():
+            return recovered
+        for path in sorted(p for p in self.depot.iterdir() if p.is_dir()):
+            try:
+                container = self._recover_one(path)
+            except Exception as exc:  # one broken container never blocks the others
+                log.error("recovery of %s failed: %s", path, exc)
+                continue
+            if container is not None:
+                recovered.append(container)
+                highest_job = max([highest_job, *container.jobs])
+        self.new_job_id.resume_after(highest_job)
+        return recovered
+
+    def _recover_one(self, path: Path) -> Container | None:
+        data = snapshots.read_snapshot(path)
+        if data is None or data["state"] not in (ACTIVE, STOPPED):
+            reason = "no readable snapshot" if data is None else f"state {data['state']}"
+            self._clean_dead(path, data, reason)
+            return None
+        container = Container.from_dict(data, path)
+        container.jobs = {int(k): Job.from_dict(int(k), container.jobs_dir, v)
+                          for k, v in data.get("jobs", {}).items()}
+        self._reserve(container)
+        try:
+            self.hooks.recover(container, self.settings)
+        except Exception as exc:
+            self._clean_dead(path, data, f"recover failed: {exc}", container)
+            return None
+        with self._lock:
+            self.containers[container.handle] = container
+        self.write_snapshot(container)
+        return container
+
+    def _reserve(self, container: Container) -> None:
+        if container.network is not None:
+            self.pools.network.remove(container.network)
+        if container.uid is not None:
+            self.pools.uids.remove(container.uid)
+        for port in container.ports:
+            self.pools.ports.remove(port)
+
+    def _clean_dead(self, path: Path, data: dict | None, reason: str,
+                    container: Container | None = None) -> None:
+        log.warning("destroying container in %s: %s", path, reason)
+        if container is None:
+            if data is not None:
+                container = Container.from_dict(data, path)
+            else:
+                container = Container(id=path.name, handle=path.name, path=path)
+            self._reserve(container)
+        # Without a record every teardown runs with None and finds objects by the id.
+        for subsystem, _, _ in CREATE_STEPS:
+            container.records.setdefault(subsystem, None)
+        for err in self._teardown(container):
+            log.error("cleanup of %s: %s", path, err)
+        self._release_resources(container)

@@ -1,0 +1,135 @@
+"""Network (/30), port and uid pools with Warden's FIFO order and release delay (facts §8).
+
+Allocation is sequential from the start of the range; a released entry goes to the back of the
+queue and becomes available only after the release delay. Recovery removes entries in use.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import pwd
+import threading
+import time
+from typing import Callable, Generic, Hashable, Iterable, TypeVar
+
+from .config import Settings
+from .errors import ConfigError, WardenError
+
+T = TypeVar("T", bound=Hashable)
+
+
+class Pool(Generic[T]):
+    """A FIFO of free entries, each with the time it becomes available again."""
+
+    def __init__(self, entries: Iterable[T], release_delay: float = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._members = list(entries)
+        self._member_set = set(self._members)
+        self._free: collections.deque[tuple[T, float]] = collections.deque((e, 0.0) for e in self._members)
+        self._release_delay = release_delay
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._free)
+
+    @property
+    def size(self) -> int:
+        return len(self._members)
+
+    def acquire(self) -> T | None:
+        with self._lock:
+            if self._free and self._free[0][1] <= self._clock():
+                return self._free.popleft()[0]
+            return None
+
+    def fetch(self, entry: T) -> T | None:
+        """Take a specific free entry (usable now), or None."""
+        with self._lock:
+            for i, (e, ready) in enumerate(self._free):
+                if e == entry and ready <= self._clock():
+                    del self._free[i]
+                    return e
+            return None
+
+    def remove(self, entry: T) -> None:
+        """Mark an entry as in use without acquiring it (recovery)."""
+        with self._lock:
+            self._free = collections.deque(x for x in self._free if x[0] != entry)
+
+    def release(self, entry: T) -> None:
+        with self._lock:
+            if entry not in self._member_set or any(e == entry for e, _ in self._free):
+                return
+            self._free.append((entry, self._clock() + self._release_delay))
+
+
+class NetworkPool(Pool[ipaddress.IPv4Network]):
+    def __init__(self, pool_network: ipaddress.IPv4Network, release_delay: float = 5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        start = int(pool_network.network_address) & ~3
+        count = pool_network.num_addresses // 4
+        super().__init__((ipaddress.IPv4Network((start + 4 * i, 30)) for i in range(count)),
+                         release_delay, clock)
+        self.pool_network = pool_network
+
+    def acquire_network(self, requested: str | None = None) -> ipaddress.IPv4Network:
+        if requested:
+            try:
+                wanted = ipaddress.IPv4Network(f"{requested}/30", strict=False)
+            except ValueError:
+                raise WardenError(f"Could not acquire network: {requested}") from None
+            got = self.fetch(wanted)
+            if got is None:
+                raise WardenError(f"Could not acquire network: {wanted.network_address}")
+            return got
+        got = self.acquire()
+        if got is None:
+            raise WardenError("Could not acquire network")
+        return got
+
+
+class PortPool(Pool[int]):
+    MINIMUM = 1000
+
+    def __init__(self, start: int, size: int) -> None:
+        if size < self.MINIMUM:
+            raise ConfigError(f"Insufficient non-ephemeral ports available (expected >= {self.MINIMUM}, got: {size})")
+        super().__init__(range(start, start + size))
+
+    def acquire_port(self) -> int:
+        port = self.acquire()
+        if port is None:
+            raise WardenError("Warden::Pool::Port::NoPortAvailable")
+        return port
+
+
+class UidPool(Pool[int]):
+    def __init__(self, start: int, size: int, check_passwd: bool = True) -> None:
+        if check_passwd and any(start <= p.pw_uid < start + size for p in pwd.getpwall()):
+            raise ConfigError("UID in user pool overlaps with user in /etc/passwd")
+        super().__init__(range(start, start + size))
+
+    def acquire_uid(self) -> int:
+        uid = self.acquire()
+        if uid is None:
+            raise WardenError("Warden::Pool::Uid::NoUidAvailable")
+        return uid
+
+
+def ephemeral_port_range_end(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
+    with open(path) as f:
+        return int(f.read().split()[1])
+
+
+class Pools:
+    """The three pools of one server, built from settings."""
+
+    def __init__(self, settings: Settings, check_passwd: bool = True) -> None:
+        net = settings.network
+        self.network = NetworkPool(net.effective_pool(), net.release_delay)
+        start = settings.port.pool_start_port or ephemeral_port_range_end() + 1
+        size = settings.port.pool_size or (65001 - start)
+        self.ports = PortPool(start, size)
+        self.uids = UidPool(settings.user.pool_start_uid, settings.user.pool_size, check_passwd)

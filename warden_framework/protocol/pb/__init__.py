@@ -1,0 +1,1 @@
+"""Generated protobuf modules of the Warden wire messages (scripts/gen-proto.sh); never edit by hand."""

@@ -1,0 +1,1 @@
+"""The asyncio daemon: unix-socket listener, request dispatch, grace timers, drain, health."""

@@ -1,0 +1,249 @@
+"""The unix-socket server: one reader loop per connection, requests answered strictly in
+order, connections concurrent. Bad frames are logged, answered with an ErrorResponse where
+possible, and close only their own connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable
+
+from ..config import Settings
+from ..container import DESTROYED, Container
+from ..errors import WardenError
+from ..jobs import Job
+from ..orchestrator import Orchestrator
+from ..protocol import FrameDecoder, ProtocolError, decode_message, error_response, frame_message
+from .dispatch import LONG_WAITS, Dispatcher, info_response
+from .grace import References
+
+log = logging.getLogger(__name__)
+READ_SIZE = 1 << 16
+OUTPUT_CHECK_INTERVAL = 0.1
+
+
+class Connection:
+    _ids = itertools.count(1)
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.id = next(self._ids)
+        self.writer = writer
+        self.current: str | None = None  # type name of the request being handled
+        self.draining = False
+        self.task: asyncio.Task | None = None
+
+    def __hash__(self) -> int:
+        return self.id
+
+
+class WardenServer:
+    def __init__(self, settings: Settings, orchestrator: Orchestrator) -> None:
+        self.settings = settings
+        self.orchestrator = orchestrator
+        self.references = References(self._grace_expired)
+        self.executor = ThreadPoolExecutor(max_workers=settings.server.request_threads,
+                                           thread_name_prefix="warden-req")
+        self.dispatcher = Dispatcher(self)
+        self.connections: set[Connection] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._watched: dict[str, list[Any]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._drained = asyncio.Event()
+        self.draining = False
+
+    # -- plumbing used by the dispatcher ---------------------------------------------------
+    async def blocking(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def lock_for(self, container: Container) -> asyncio.Lock:
+        return self._locks.setdefault(container.id, asyncio.Lock())
+
+    def background(self, coro: Awaitable) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background task failed: %s", task.exception())
+
+    async def watch_events(self, container: Container) -> None:
+        """Watch the container's event fds (OOM) on the loop: no polling, no helper process."""
+        sources = await self.blocking(self.orchestrator.hooks.event_sources, container)
+        watched = self._watched.setdefault(container.id, [])
+        loop = asyncio.get_running_loop()
+        for src in sources:
+            if any(s is src for s in watched):
+                continue
+            watched.append(src)
+            loop.add_reader(src.fileno(), self._on_event, container, src)
+
+    def _on_event(self, container: Container, src: Any) -> None:
+        try:
+            event = src.read_event()
+        except OSError as exc:
+            log.warning("event source of %s failed: %s", container.id, exc)
+            event = None
+            self._unwatch_one(container, src)
+        if event == "out of memory":
+            self.background(self.locked_call(container, self.orchestrator.out_of_memory, container))
+        elif event:
+            container.add_event(event)
+
+    async def locked_call(self, container: Container, fn: Callable, *args: Any) -> Any:
+        async with self.lock_for(container):
+            if container.state == DESTROYED:
+                return None
+            return await self.blocking(fn, *args)
+
+    def _unwatch_one(self, container: Container, src: Any) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(src.fileno())
+        with contextlib.suppress(Exception):
+            src.close()
+        self._watched.get(container.id, []).remove(src)
+
+    def _unwatch(self, container: Container) -> None:
+        for src in list(self._watched.get(container.id, [])):
+            self._unwatch_one(container, src)
+        self._watched.pop(container.id, None)
+
+    def track_job(self, container: Container, job: Job) -> None:
+        """Enforce the output limit while the job runs; write the snapshot when it ends."""
+        self.background(self._supervise_job(container, job))
+
+    async def _supervise_job(self, container: Container, job: Job) -> None:
+        limit = self.settings.server.job_output_limit
+        while not job.done:
+            if not job.discard_output and job.output_size() > limit:
+                await self.blocking(self.orchestrator.enforce_output_limit, container, job)
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(job.wait()), OUTPUT_CHECK_INTERVAL)
+        await job.wait()
+        await self.locked_call(container, self.orchestrator.write_snapshot, container)
+
+    async def destroy(self, container: Container) -> None:
+        async with self.lock_for(container):
+            if container.state == DESTROYED:
+                raise WardenError("unknown handle")
+            with contextlib.suppress(Exception):
+                container.obituary = info_response(await self.blocking(self.orchestrator.info, container))
+            self._unwatch(container)
+            await self.blocking(self.orchestrator.destroy, container)
+        self.references.forget(container.handle)
+        self._locks.pop(container.id, None)
+
+    async def _grace_expired(self, handle: str) -> None:
+        try:
+            container = self.orchestrator.lookup(handle)
+            log.info("grace time of %s expired: destroying it", handle)
+            await self.destroy(container)
+        except WardenError as exc:
+            log.info("grace destroy of %s: %s", handle, exc)
+
+    def _grace_of(self, handle: str) -> float | None:
+        container = self.orchestrator.containers.get(handle)
+        return None if container is None else container.grace_time
+
+    # -- serving ---------------------------------------------------------------------------
+    async def start(self, recovered: list[Container]) -> None:
+        path = self.settings.server.unix_domain_path
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._server = await asyncio.start_unix_server(self._serve_connection, path=path,
+                                                       limit=READ_SIZE)
+        os.chmod(path, self.settings.server.unix_domain_permissions)
+        for container in recovered:
+            await self.watch_events(container)
+            for job in container.jobs.values():
+                if not job.done:
+                    self.track_job(container, job)
+            self.references.start_timer(container.handle, container.grace_time)
+        log.info("Listening on %s", path)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.draining:
+            writer.close()
+            return
+        conn = Connection(writer)
+        conn.task = asyncio.current_task()
+        self.connections.add(conn)
+        self.references.connect(conn, self.orchestrator.handles())
+        decoder = FrameDecoder(max_frame=self.settings.server.max_frame_bytes)
+        try:
+            while not conn.draining:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    break
+                frames = decoder.feed(data)
+                for frame in frames:
+                    request = decode_message(frame)
+                    await self._answer(conn, request)
+                    if conn.draining:
+                        break
+        except ProtocolError as exc:
+            log.warning("connection %d: bad input: %s", conn.id, exc)
+            with contextlib.suppress(Exception):
+                writer.write(frame_message(error_response(str(exc))))
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.connections.discard(conn)
+            self.references.disconnect(conn, self._grace_of)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            if self.draining and not self.connections:
+                self._drained.set()
+
+    async def _answer(self, conn: Connection, request: Any) -> None:
+        conn.current = type(request).__name__
+        try:
+            async for response in self.dispatcher.handle(conn, request):
+                conn.writer.write(frame_message(response))
+                await conn.writer.drain()
+        except WardenError as exc:
+            conn.writer.write(frame_message(error_response(exc.message)))
+            await conn.writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # request boundary: a bug, but the connection goes on
+            log.exception("request %s failed", conn.current)
+            conn.writer.write(frame_message(error_response(str(exc) or type(exc).__name__)))
+            await conn.writer.drain()
+        finally:
+            conn.current = None
+
+    # -- drain and shutdown ----------------------------------------------------------------
+    async def drain(self) -> None:
+        """SIGUSR2: stop accepting; close idle and waiting connections now, the others after
+        their request; write every snapshot; jobs keep running (facts §3.3)."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.draining = True
+            if conn.current is None or conn.current in LONG_WAITS:
+                if conn.task is not None:
+                    conn.task.cancel()
+        if self.connections:
+            await self._drained.wait()
+        for container in list(self.orchestrator.containers.values()):
+            async with self.lock_for(container):
+                with contextlib.suppress(Exception):
+                    await self.blocking(self.orchestrator.write_snapshot, container)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for container in list(self.orchestrator.containers.values()):
+            self._unwatch(container)
+        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,91 @@
+"""`warden-server --config FILE`: load config and drivers, set up the host, recover, serve.
+
+SIGUSR2 drains (containers and jobs survive, exit 0); SIGTERM and SIGINT do the same at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Callable
+
+from ..config import Settings, load_settings
+from ..drivers import Driver, load_drivers
+from ..errors import ConfigError, DriverUnavailable
+from ..orchestrator import Orchestrator
+from ..plugins import Hooks, build_plugin_manager
+from ..pools import Pools
+from .health import start_health_server
+from .lifecycle import Pidfile, raise_nofile_limit, setup_logging
+from .listener import WardenServer
+
+log = logging.getLogger("warden_framework.server")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "warden.yml"
+
+
+def build_orchestrator(settings: Settings, overrides: dict[str, type[Driver]] | None = None,
+                       extra_plugins: list | None = None, load_entry_points: bool = True) -> Orchestrator:
+    """Everything but the event loop: drivers, plugin manager, pools, orchestrator."""
+    drivers = load_drivers(settings, overrides)
+    pm = build_plugin_manager(drivers, extra_plugins, load_entry_points)
+    hooks = Hooks(pm, set(drivers))
+    return Orchestrator(settings, hooks, Pools(settings))
+
+
+async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Event | None = None,
+                ready: Callable[[WardenServer], None] | None = None) -> int:
+    """Serve until SIGUSR2/SIGTERM/SIGINT (main thread) or until `stop` is set (tests)."""
+    settings.depot.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(orchestrator.hooks.setup_host, settings)
+    recovered = await asyncio.to_thread(orchestrator.recover_all)
+    log.info("recovered %d containers", len(recovered))
+    server = WardenServer(settings, orchestrator)
+    await server.start(recovered)
+    health = None
+    if settings.health_check_server.port is not None:
+        health = await start_health_server(settings.health_check_server.port)
+    pidfile = Pidfile(settings.server.pidfile) if settings.server.pidfile else None
+    if pidfile:
+        pidfile.acquire()
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signo in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signo, stop.set)
+    if ready is not None:
+        ready(server)
+    try:
+        await stop.wait()
+        log.info("draining")
+        await server.drain()
+    finally:
+        if health is not None:
+            health.close()
+        await server.close()
+        if pidfile:
+            pidfile.release()
+    log.info("drained; exiting")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="warden-server", description=__doc__)
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config file")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        setup_logging(settings.logging.level, settings.logging.file)
+        raise_nofile_limit()
+        orchestrator = build_orchestrator(settings)
+    except (ConfigError, DriverUnavailable) as exc:
+        print(f"warden-server: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(settings, orchestrator))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Run a real WardenServer on its own event loop thread, with injected drivers, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..config import Settings
+from ..drivers import Driver
+from ..server.listener import WardenServer
+from ..server.main import build_orchestrator, serve
+
+
+class ServerThread:
+    def __init__(self, settings: Settings, overrides: dict[str, type[Driver]] | None = None) -> None:
+        self.settings = settings
+        self.orchestrator = build_orchestrator(settings, overrides, load_entry_points=False)
+        self.server: WardenServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="warden-test-server")
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await serve(self.settings, self.orchestrator, self._stop, self._on_ready)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # surfaced by start()/stop()
+            self.error = exc
+            self._ready.set()
+
+    def _on_ready(self, server: WardenServer) -> None:
+        self.server = server
+        self._ready.set()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        if not self._ready.wait(30) or self.error:
+            raise RuntimeError(f"server did not start: {self.error!r}")
+        return self
+
+    def call(self, coro_fn, *args):
+        """Run a coroutine function on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro_fn(*args), self._loop).result(60)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+
+@contextmanager
+def running_server(settings: Settings, overrides=None) -> Iterator[ServerThread]:
+    thread = ServerThread(settings, overrides).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
