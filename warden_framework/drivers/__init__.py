@@ -41,11 +41,16 @@ def installed_names(subsystem: str) -> list[str]:
     return sorted({ep.name for ep in entry_points(group=namespace(subsystem))})
 
 
+def _reraise(manager, entrypoint, exc: Exception) -> None:
+    raise exc
+
+
 def load_driver_class(subsystem: str, name: str) -> type[Driver]:
     """Find the driver class named `name` and check it is a driver of that subsystem."""
     try:
         manager = stevedore_driver.DriverManager(
-            namespace=namespace(subsystem), name=name, invoke_on_load=False)
+            namespace=namespace(subsystem), name=name, invoke_on_load=False,
+            on_load_failure_callback=_reraise)
     except NoMatches:
         installed = ", ".join(installed_names(subsystem)) or "none"
         raise ConfigError(f"drivers.{subsystem}: no driver named {name!r} in "
