@@ -1,0 +1,111 @@
+"""The cgroup v1 limits driver: a table of contents over cgroups, devices, memory, cpu, stats
+and oom. Groups live at `<cgroup_root>/<ctrl>/<name_prefix>/<container id>`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from warden_framework import hookimpl
+from warden_framework.drivers import LimitsDriver
+from warden_framework.errors import DriverError, DriverUnavailable
+
+from . import cgroups, cpu, devices, memory, stats
+from .errors import CgroupError
+from .oom import OomWatch
+
+OUT_OF_MEMORY = "out of memory"
+
+
+class OomSource:
+    """Adapts OomWatch to the event_sources contract: read_event() -> event text or None."""
+
+    def __init__(self, watch: OomWatch) -> None:
+        self.watch = watch
+
+    def fileno(self) -> int:
+        return self.watch.fileno()
+
+    def read_event(self) -> str | None:
+        return OUT_OF_MEMORY if self.watch.read_event() else None
+
+    def close(self) -> None:
+        self.watch.close()
+
+
+class CgroupV1Driver(LimitsDriver):
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.root = Path(settings.server.cgroup_root)
+        self.prefix = settings.server.name_prefix
+        self.hierarchies = cgroups.discover_hierarchies(self.root)
+        self._oom: dict[str, OomSource] = {}
+
+    @classmethod
+    def check_host(cls, settings) -> None:
+        root = Path(settings.server.cgroup_root)
+        try:
+            cgroups.check_required(cgroups.discover_hierarchies(root), root)
+        except CgroupError as exc:
+            raise DriverUnavailable(str(exc)) from exc
+
+    def _paths(self, container) -> cgroups.CgroupPaths:
+        return cgroups.group_paths(self.root, self.prefix, container.id, self.hierarchies)
+
+    @hookimpl
+    def apply_limits(self, container, settings):
+        paths = cgroups.create(self.root, self.prefix, container.id, self.hierarchies)
+        devices.restrict(paths.devices)
+        cgroups.add_task(paths, container.records["exec"]["pid"])
+        return {"prefix": self.prefix, "controllers": sorted(paths.by_controller)}
+
+    @hookimpl
+    def release_limits(self, container, record):
+        source = self._oom.pop(container.id, None)
+        if source is not None:
+            source.close()
+        cgroups.remove(self.root, self.prefix, container.id, hierarchies=self.hierarchies)
+
+    @hookimpl
+    def limit_memory(self, container, limit):
+        path = self._paths(container).memory
+        if limit is not None:
+            memory.set_limit(path, limit)
+        return memory.get_limit(path)
+
+    @hookimpl
+    def limit_cpu(self, container, shares):
+        path = self._paths(container).cpu
+        if shares is not None:
+            cpu.set_shares(path, shares)
+        return cpu.get_shares(path)
+
+    @hookimpl
+    def info(self, container):
+        if "limits" not in container.records:
+            return None
+        paths = self._paths(container)
+        return {"memory_stat": stats.memory_stat(paths.memory),
+                "cpu_stat": stats.cpu_stat(paths.cpuacct)}
+
+    @hookimpl
+    def event_sources(self, container):
+        """OOM watching starts with the first memory limit, as in Warden (facts §4.7)."""
+        if container.memory_limit is None or "limits" not in container.records:
+            return []
+        source = self._oom.get(container.id)
+        if source is None:
+            source = self._oom[container.id] = OomSource(OomWatch.open(self._paths(container).memory))
+        return [source]
+
+    @hookimpl
+    def recover(self, container, settings):
+        if "limits" not in container.records:
+            return
+        paths = self._paths(container)
+        missing = [str(d) for d in paths.directories() if not d.is_dir()]
+        if missing:
+            raise DriverError(f"cgroups of {container.id} are missing: {', '.join(missing)}")
+        if container.memory_limit is not None:
+            memory.set_limit(paths.memory, container.memory_limit)
+        if container.cpu_shares is not None:
+            cpu.set_shares(paths.cpu, container.cpu_shares)

@@ -1,0 +1,46 @@
+"""Usage statistics for Info: memory.stat (memory) and cpuacct.usage/cpuacct.stat (cpuacct)."""
+
+from pathlib import Path
+
+from . import kernel
+from .errors import CgroupError
+
+MEMORY_STAT = "memory.stat"
+CPUACCT_USAGE = "cpuacct.usage"
+CPUACCT_STAT = "cpuacct.stat"
+
+# The MemoryStat message's fields, in field-number order (warden-facts §1.4).
+MEMORY_STAT_KEYS = (
+    "cache", "rss", "mapped_file", "pgpgin", "pgpgout", "swap", "pgfault", "pgmajfault",
+    "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable",
+    "hierarchical_memory_limit", "hierarchical_memsw_limit",
+    "total_cache", "total_rss", "total_mapped_file", "total_pgpgin", "total_pgpgout",
+    "total_swap", "total_pgfault", "total_pgmajfault", "total_inactive_anon",
+    "total_active_anon", "total_inactive_file", "total_active_file", "total_unevictable",
+)  # fmt: skip
+
+
+def memory_stat(path: Path) -> dict[str, int]:
+    """The MEMORY_STAT_KEYS present in memory.stat of the memory cgroup at `path`."""
+    try:
+        text = kernel.read_control(path / MEMORY_STAT)
+        return {
+            key: int(value)
+            for key, value in (line.split() for line in text.splitlines() if line.strip())
+            if key in MEMORY_STAT_KEYS
+        }
+    except (OSError, ValueError) as e:
+        raise CgroupError(f"Failed getting memory usage: {e}") from e
+
+
+def cpu_stat(cpuacct_path: Path) -> dict[str, int]:
+    """usage (ns, cpuacct.usage) and user/system (USER_HZ ticks, cpuacct.stat)."""
+    try:
+        usage = int(kernel.read_control(cpuacct_path / CPUACCT_USAGE))
+        text = kernel.read_control(cpuacct_path / CPUACCT_STAT)
+        ticks = dict(line.split() for line in text.splitlines())
+        return {"usage": usage, "user": int(ticks["user"]), "system": int(ticks["system"])}
+    except KeyError as e:
+        raise CgroupError(f"Failed getting cpu stats: no {e} in {CPUACCT_STAT}") from e
+    except (OSError, ValueError) as e:
+        raise CgroupError(f"Failed getting cpu stats: {e}") from e

@@ -1,0 +1,95 @@
+"""Lists the kernel objects a container server can leak, so a test can be failed for leaving
+any behind: overlay/aufs/btrfs mounts, cgroups, w-* links, named netns, legacy iptables
+chains, loop devices and wshd processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def mounts() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        lines = f.read().splitlines()
+    found = set()
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fstype = right.split(" ", 1)[0]
+        if fstype in ("overlay", "aufs", "btrfs"):
+            found.add(f"{fstype} {left.split()[4]}")
+    return found
+
+
+def cgroups(root: Path = CGROUP_ROOT) -> set[str]:
+    found = set()
+    for hierarchy in root.iterdir() if root.is_dir() else ():
+        if hierarchy.name in ("unified", "systemd"):
+            continue
+        for group in hierarchy.iterdir():
+            if group.is_dir() and (group.name.startswith(("warden", "wt")) or
+                                   group.name.startswith("instance-")):
+                found.add(str(group))
+                found.update(str(child) for child in group.iterdir() if child.is_dir())
+    return found
+
+
+def links() -> set[str]:
+    return {name for name in os.listdir("/sys/class/net") if name.startswith("w-")}
+
+
+def named_netns() -> set[str]:
+    path = Path("/run/netns")
+    return {p.name for p in path.iterdir()} if path.is_dir() else set()
+
+
+def iptables_chains() -> set[str]:
+    binary = shutil.which("iptables-legacy-save")
+    if binary is None:
+        return set()
+    out = subprocess.run([binary], capture_output=True, text=True, check=False).stdout
+    table = ""
+    found = set()
+    for line in out.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":") and not line.split()[0][1:].isupper():
+            found.add(f"{table}:{line.split()[0][1:]}")
+    return found
+
+
+def loop_devices() -> set[str]:
+    found = set()
+    for dev in Path("/sys/block").glob("loop*"):
+        backing = dev / "loop" / "backing_file"
+        if backing.exists():
+            found.add(f"{dev.name} {backing.read_text().strip()}")
+    return found
+
+
+def wshd_processes() -> set[str]:
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "wshd":
+            found.add(pid)
+    return found
+
+
+CHECKS = {"mounts": mounts, "cgroups": cgroups, "links": links, "netns": named_netns,
+          "iptables chains": iptables_chains, "loop devices": loop_devices,
+          "wshd processes": wshd_processes}
+
+
+def inventory() -> dict[str, set[str]]:
+    return {name: check() for name, check in CHECKS.items()}
+
+
+def leftovers(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {name: after[name] - before[name] for name in after if after[name] - before[name]}
