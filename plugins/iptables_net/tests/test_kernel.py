@@ -1,0 +1,285 @@
+"""Integration: the real kernel, namespaces as containers and as "outside", TCP between
+them. Needs root; every object is named after this run's prefix and ids."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import subprocess
+from ipaddress import IPv4Network
+
+import pytest
+
+from warden_iptables_net import chains, kernel, network, rules, shaping, veth
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, veths, iptables"),
+]
+
+
+def allow_out(prefix: str, cid: str, **request) -> None:
+    network.net_out(prefix, cid, rules.parse_net_out(**request))
+
+
+# ---------------------------------------------------------------------- host setup
+
+def test_setup_host_twice_adds_no_rule(host, containers, view) -> None:
+    box = containers()
+    before = view.rules_with(host.prefix)  # every rule of ours names a chain of ours
+    host.setup()
+    after = view.rules_with(host.prefix)
+    assert after == before
+    for hook in (f"-A FORWARD -i w-+ -j {host.prefix}-forward",
+                 f"-A PREROUTING -j {host.prefix}-prerouting",
+                 f"-j {host.prefix}-postrouting",
+                 f"--comment {host.prefix}-block-traffic-to-host"):
+        assert len([line for line in after if hook in line]) == 1, hook
+    assert len(view.rules_with(f"-g {host.prefix}-i-{box.id}")) == 1  # the container kept it
+
+
+def test_setup_host_enables_forwarding(host) -> None:
+    with open(kernel.IP_FORWARD) as f:
+        assert f.read().strip() == "1"
+
+
+def test_list_container_ids_lists_chains_present(host, containers) -> None:
+    first, second = containers(), containers()
+    assert {first.id, second.id} <= set(network.list_container_ids(host.prefix))
+    network.teardown_container(host.prefix, first.id)
+    assert first.id not in network.list_container_ids(host.prefix)
+
+
+def test_setup_chains_without_host_chains_fails(view) -> None:
+    with pytest.raises(kernel.KernelError, match="run setup_host first"):
+        network.setup_chains(f"u{secrets.token_hex(3)}", view.unique_id())
+
+
+# --------------------------------------------------------------------------- links
+
+def test_container_links_are_addressed_and_up(host, containers, view) -> None:
+    box = containers(mtu=1454)
+    net = IPv4Network(box.record["network"])
+    inner = chains.container_iface(box.id)
+    assert f"inet {net.network_address + 2}/30" in view.in_ns(box.pid, "ip", "-o", "addr",
+                                                                "show", "dev", inner)
+    assert f"default via {net.network_address + 1}" in view.in_ns(box.pid, "ip", "route")
+    links = view.in_ns(box.pid, "ip", "-o", "link")
+    assert "lo: <LOOPBACK,UP" in links
+    assert "mtu 1454" in links.split(inner)[1].splitlines()[0]
+    assert f"inet {net.network_address + 1}/30" in view.run(
+        "ip", "-o", "addr", "show", "dev", chains.host_iface(box.id))
+    for name in (chains.host_iface(box.id), chains.ifb_iface(box.id)):
+        assert kernel.link_mtu(name) == 1454
+        assert ",UP" in view.run("ip", "-o", "link", "show", "dev", name)
+
+
+def test_container_veth_goes_with_its_netns(host, netns, view) -> None:
+    cid = view.unique_id()
+    pid = netns()
+    try:
+        network.setup_container(host.prefix, cid, pid, next(host.subnets), 1500)
+        os.kill(pid, 9)
+        view.wait_for(lambda: chains.host_iface(cid) not in kernel.link_names(),
+                      "the host veth to go with the netns")
+    finally:
+        network.teardown_container(host.prefix, cid)
+    assert view.links_with(cid) == []
+
+
+# -------------------------------------------------------------------- connectivity
+
+def test_host_reaches_container_without_host_access(host, containers, servers,
+                                                    connect) -> None:
+    box = containers()
+    server = servers(box.pid, box.ip, token="inside")
+    assert connect(None, box.ip, server.port) == "inside"
+
+
+def test_container_reaches_host_only_with_allow_host_access(host, containers, servers,
+                                                            connect) -> None:
+    box = containers()
+    server = servers(None, box.host_ip, token="host")
+    assert connect(box.pid, box.host_ip, server.port) == "refused"
+    try:
+        host.setup(allow_host_access=True)
+        assert connect(box.pid, box.host_ip, server.port) == "host"
+    finally:
+        host.setup()
+    assert connect(box.pid, box.host_ip, server.port) == "refused"
+
+
+def test_container_cannot_reach_outside_by_default(host, containers, servers,
+                                                   connect) -> None:
+    box = containers()
+    server = servers(host.outside_pid, host.outside_ip, token="outside")
+    assert connect(host.outside_pid, host.outside_ip, server.port) == "outside"
+    assert connect(box.pid, host.outside_ip, server.port) == "refused"
+
+
+def test_net_out_opens_only_that_port(host, containers, servers, connect) -> None:
+    box = containers()
+    wanted = servers(host.outside_pid, host.outside_ip, token="wanted")
+    other = servers(host.outside_pid, host.outside_ip, token="other")
+    allow_out(host.prefix, box.id, network=f"{host.outside_ip}/32", port=wanted.port)
+    assert connect(box.pid, host.outside_ip, wanted.port) == "wanted"
+    assert connect(box.pid, host.outside_ip, other.port) == "refused"
+
+
+def test_net_out_port_range_with_dash_network_and_log(host, containers, servers, connect,
+                                                      view) -> None:
+    box = containers()
+    base = random.randrange(20000, 30000)
+    ports = range(base - 1, base + 3)
+    for port in ports:
+        servers(host.outside_pid, host.outside_ip, port, token=str(port))
+    allow_out(host.prefix, box.id, network=f"{host.outside_ip}-{host.outside_ip}",
+              port_range=f"{base}:{base + 2}", log=True)
+    assert [connect(box.pid, host.outside_ip, p) for p in ports] == \
+        ["refused", str(base), str(base + 1), str(base + 2)]
+    assert view.rules_with(f"-g {host.prefix}-i-{box.id}-log")
+
+
+def test_allow_networks_let_every_container_out(host, containers, servers, connect) -> None:
+    box = containers()
+    server = servers(host.outside_pid, host.outside_ip, token="outside")
+    try:
+        host.setup(allow_networks=[f"{host.outside_ip}/32"])
+        assert connect(box.pid, host.outside_ip, server.port) == "outside"
+    finally:
+        host.setup()
+    assert connect(box.pid, host.outside_ip, server.port) == "refused"
+
+
+def test_containers_cannot_reach_each_other(host, containers, servers, connect) -> None:
+    first, second = containers(), containers()
+    server = servers(first.pid, first.ip, token="first")
+    assert connect(second.pid, first.ip, server.port) == "refused"
+    assert connect(None, first.ip, server.port) == "first"
+
+
+def test_net_in_reaches_container_from_host_and_outside(host, containers, servers,
+                                                        connect) -> None:
+    box = containers()
+    server = servers(box.pid, "0.0.0.0", 8080, token="inside")
+    host_port = random.randrange(40000, 50000)
+    network.net_in(host.prefix, box.id, box.ip, host_port, server.port)
+    assert connect(None, box.host_ip, host_port) == "inside"
+    assert connect(None, host.outside_host_ip, host_port) == "inside"
+    assert connect(host.outside_pid, host.outside_host_ip, host_port) == "inside"
+
+
+def test_net_in_does_not_hijack_the_containers_outbound_traffic(host, containers, servers,
+                                                                connect) -> None:
+    box = containers()
+    servers(box.pid, "0.0.0.0", 8080, token="inside")
+    outside = servers(host.outside_pid, host.outside_ip, token="outside")
+    network.net_in(host.prefix, box.id, box.ip, outside.port, 8080)
+    allow_out(host.prefix, box.id, network=host.outside_ip, port=outside.port)
+    assert connect(box.pid, host.outside_ip, outside.port) == "outside"
+
+
+def test_net_in_and_net_out_need_the_containers_chain(host, view) -> None:
+    cid = view.unique_id()
+    with pytest.raises(kernel.KernelError, match="no chain"):
+        network.net_in(host.prefix, cid, "10.0.0.2", 8080, 8080)
+    with pytest.raises(kernel.KernelError, match="no chain"):
+        allow_out(host.prefix, cid, port=80)
+
+
+# ----------------------------------------------------------------------- bandwidth
+
+def test_bandwidth_reads_back_what_was_set(host, containers, view) -> None:
+    box = containers()
+    none = shaping.NO_LIMIT
+    assert shaping.read_bandwidth(box.id) == (none, none, none, none)
+    shaping.limit_bandwidth(box.id, 100000, 1000)
+    assert shaping.read_bandwidth(box.id) == (100000, 1000, 100000, 1000)
+    shaping.limit_bandwidth(box.id, 200000, 2000)
+    assert shaping.read_bandwidth(box.id) == (200000, 2000, 200000, 2000)
+    ingress = view.run("tc", "filter", "show", "dev", chains.host_iface(box.id), "ingress")
+    assert f"Egress Redirect to device {chains.ifb_iface(box.id)}" in ingress
+
+
+def test_bandwidth_recreates_a_missing_ifb(host, containers) -> None:
+    box = containers()
+    kernel.delete_link(chains.ifb_iface(box.id))
+    shaping.limit_bandwidth(box.id, 300000, 3000)
+    assert shaping.read_bandwidth(box.id) == (300000, 3000, 300000, 3000)
+
+
+def test_bandwidth_of_a_missing_container_fails(view) -> None:
+    with pytest.raises(kernel.KernelError, match="no link"):
+        shaping.limit_bandwidth(view.unique_id(), 100000, 1000)
+
+
+# ------------------------------------------------------------------------ teardown
+
+def test_teardown_container_leaves_nothing(host, containers, view) -> None:
+    box = containers()
+    network.net_in(host.prefix, box.id, box.ip, 8080, 8080)
+    allow_out(host.prefix, box.id, network=host.outside_ip, log=True)
+    shaping.limit_bandwidth(box.id, 100000, 1000)
+    network.teardown_container(host.prefix, box.id)
+    assert view.rules_with(box.id) == []
+    assert view.links_with(box.id) == []
+    network.teardown_container(host.prefix, box.id)  # twice is harmless
+    assert view.rules_with(f"-A {host.prefix}-forward -s {host.pool} -j DROP")  # untouched
+
+
+def test_teardown_container_after_partial_setup(host, netns, view) -> None:
+    only_links, only_chains = view.unique_id(), view.unique_id()
+    veth.setup_links(only_links, netns(), next(host.subnets), 1500)
+    network.setup_chains(host.prefix, only_chains)
+    for cid in (only_links, only_chains):
+        network.teardown_container(host.prefix, cid)
+        assert view.rules_with(cid) == []
+        assert view.links_with(cid) == []
+
+
+def test_teardown_only_touches_its_own_container(host, containers, view) -> None:
+    keep, drop = containers(), containers()
+    network.teardown_container(host.prefix, drop.id)
+    assert view.rules_with(f"-g {host.prefix}-i-{keep.id}")
+    assert chains.host_iface(keep.id) in kernel.link_names()
+
+
+def test_teardown_host_removes_everything_with_its_prefix(host, netns, view) -> None:
+    prefix = f"u{secrets.token_hex(3)}"  # a second server's prefix, beside the module's
+    cid = view.unique_id()
+    try:
+        network.setup_host(prefix, host.spare, [f"{host.outside_ip}/32"], [], False)
+        record = network.setup_container(prefix, cid, netns(),
+                                         next(host.spare.subnets(new_prefix=30)), 1500)
+        network.net_in(prefix, cid, record["container_ip"], 8080, 8080)
+        allow_out(prefix, cid, port=53)
+        assert len(view.rules_with(prefix)) > 10
+    finally:
+        network.teardown_host(prefix)
+        network.teardown_container(prefix, cid)
+    assert view.rules_with(prefix) == []
+    assert view.links_with(cid) == []
+
+
+def test_a_second_server_leaves_the_first_ones_containers_alone(host, containers, servers,
+                                                                connect, view) -> None:
+    box = containers()
+    server = servers(host.outside_pid, host.outside_ip, token="outside")
+    other = servers(host.outside_pid, host.outside_ip, token="other")
+    allow_out(host.prefix, box.id, network=host.outside_ip, port=server.port)
+    prefix = f"u{secrets.token_hex(3)}"
+    try:
+        network.setup_host(prefix, host.spare, [], [], False)  # its FORWARD jump goes first
+        assert view.iptables().index(f"filter -A FORWARD -i w-+ -j {prefix}-forward") < \
+            view.iptables().index(f"filter -A FORWARD -i w-+ -j {host.prefix}-forward")
+        assert connect(box.pid, host.outside_ip, server.port) == "outside"
+        assert connect(box.pid, host.outside_ip, other.port) == "refused"
+    finally:
+        network.teardown_host(prefix)
+
+
+def test_iptables_changes_land_in_the_legacy_tables(host, view) -> None:
+    nft = subprocess.run(["iptables-nft", "-S"], capture_output=True, text=True).stdout
+    assert host.prefix not in nft
+    assert view.rules_with(f"-N {host.prefix}-forward")

@@ -1,0 +1,247 @@
+"""Names of every kernel object made for the network, and the iptables rules as data.
+
+Owns the naming scheme (interfaces, chains, the comment tag) and what each chain holds.
+Pure: no I/O. `kernel.py` turns a `Rule` into a python-iptables rule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+ID_PATTERN = re.compile(r"[0-9a-v]{11}")
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_]{1,10}")
+
+HOST_IFACES = "w-+"  # every host-side veth (`w-<id>-0`); iptables' `+` is a wildcard
+LOOPBACK = "127.0.0.0/8"
+
+FILTER = "filter"
+NAT = "nat"
+
+Params = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Match:
+    """An iptables match extension (`-m name --param value ...`)."""
+
+    name: str
+    params: Params = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One iptables rule. A value starting with `!` is negated, as in iptables."""
+
+    target: str
+    goto: bool = False
+    target_params: Params = ()
+    src: str | None = None
+    dst: str | None = None
+    in_iface: str | None = None
+    protocol: str | None = None
+    matches: tuple[Match, ...] = field(default=())
+
+    def render(self) -> str:
+        """The rule in `iptables -S` syntax (for messages and tests)."""
+        words: list[str] = []
+        for flag, value in (("-s", self.src), ("-d", self.dst), ("-i", self.in_iface),
+                            ("-p", self.protocol)):
+            if value is not None:
+                words += _negatable(flag, value)
+        for match in self.matches:
+            words += ["-m", match.name] + _params(match.params)
+        words += ["-g" if self.goto else "-j", self.target] + _params(self.target_params)
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What `kernel` reports of an existing rule: enough to recognise ours."""
+
+    target: str
+    goto: bool = False
+    in_iface: str | None = None
+    comment: str | None = None
+
+
+def match(name: str, **params: str) -> Match:
+    """A Match; keyword `dst_type` becomes iptables' `--dst-type`."""
+    return Match(name, tuple((key.replace("_", "-"), value) for key, value in params.items()))
+
+
+def _negatable(flag: str, value: str) -> list[str]:
+    return ["!", flag, value[1:]] if value.startswith("!") else [flag, value]
+
+
+def _params(params: Params) -> list[str]:
+    words: list[str] = []
+    for key, value in params:
+        words += _negatable(f"--{key}", value)
+    return [f'"{w}"' if " " in w or not w else w for w in words]
+
+
+# ----------------------------------------------------------------------------- names
+
+def check_prefix(prefix: str) -> str:
+    """Return `prefix` if it is 1-10 of [A-Za-z0-9_], else raise ValueError."""
+    if not PREFIX_PATTERN.fullmatch(prefix):
+        raise ValueError(f"chain prefix must be 1-10 of [A-Za-z0-9_], got {prefix!r}")
+    return prefix
+
+
+def check_id(container_id: str) -> str:
+    """Return `container_id` if it is 11 of [0-9a-v] (Warden's ids), else raise ValueError."""
+    if not ID_PATTERN.fullmatch(container_id):
+        raise ValueError(f"container id must be 11 of [0-9a-v], got {container_id!r}")
+    return container_id
+
+
+def host_iface(container_id: str) -> str:
+    return f"w-{container_id}-0"
+
+
+def container_iface(container_id: str) -> str:
+    return f"w-{container_id}-1"
+
+
+def ifb_iface(container_id: str) -> str:
+    return f"w-{container_id}-2"
+
+
+def forward_chain(prefix: str) -> str:
+    return f"{prefix}-forward"
+
+
+def default_chain(prefix: str) -> str:
+    return f"{prefix}-default"
+
+
+def prerouting_chain(prefix: str) -> str:
+    return f"{prefix}-prerouting"
+
+
+def postrouting_chain(prefix: str) -> str:
+    return f"{prefix}-postrouting"
+
+
+def instance_chain(prefix: str, container_id: str) -> str:
+    """The container's chain, in filter (egress policy) and in nat (its DNATs)."""
+    return f"{prefix}-i-{container_id}"
+
+
+def log_chain(prefix: str, container_id: str) -> str:
+    return f"{instance_chain(prefix, container_id)}-log"
+
+
+def host_block_tag(prefix: str) -> str:
+    """Comment on the INPUT rule that blocks the pool from the host."""
+    return f"{prefix}-block-traffic-to-host"
+
+
+def instance_id(prefix: str, chain: str) -> str | None:
+    """The container id if `chain` is `<prefix>-i-<id>` (not the -log chain), else None."""
+    head = f"{prefix}-i-"
+    rest = chain[len(head):]
+    if chain.startswith(head) and ID_PATTERN.fullmatch(rest):
+        return rest
+    return None
+
+
+def is_owned(prefix: str, chain: str) -> bool:
+    """Whether `chain` is one this prefix creates (host chains, instance and log chains)."""
+    if chain in (forward_chain(prefix), default_chain(prefix), prerouting_chain(prefix),
+                 postrouting_chain(prefix)):
+        return True
+    base = chain[:-len("-log")] if chain.endswith("-log") else chain
+    return instance_id(prefix, base) is not None
+
+
+# ------------------------------------------------------------------ host-level rules
+
+def forward_jump(prefix: str) -> Rule:
+    """FORWARD: traffic from any container enters this server's forward chain."""
+    return Rule(forward_chain(prefix), in_iface=HOST_IFACES)
+
+
+def forward_rules(prefix: str, container_ids: list[str], pool: IPv4Network) -> list[Rule]:
+    """Contents of the forward chain: one goto per known container, then DROP the pool.
+
+    The DROP catches a veth of ours that has no chain (yet, or any more). It is limited to
+    the pool so that the `w-*` traffic of another server's containers on this host passes
+    on to that server's forward chain (the original dropped all `w-*` traffic here).
+    """
+    return [instance_goto(prefix, cid) for cid in container_ids] + [
+        Rule("DROP", src=str(pool))]
+
+
+def default_rules(allow_networks: list[str], deny_networks: list[str]) -> list[Rule]:
+    """Contents of the default chain, where a container's unmatched traffic ends."""
+    established = Rule("ACCEPT", matches=(match("conntrack", ctstate="ESTABLISHED,RELATED"),))
+    deny = [Rule("REJECT", dst=str(_network(n))) for n in deny_networks]
+    allow = [Rule("RETURN", dst=str(_network(n))) for n in allow_networks]
+    return [established, *deny, *allow, Rule("REJECT")]
+
+
+def host_block(prefix: str, pool: IPv4Network) -> Rule:
+    """INPUT: new connections from the pool to the host are refused; replies pass."""
+    return Rule("REJECT", src=str(pool), matches=(
+        match("conntrack", ctstate="!ESTABLISHED,RELATED"),
+        match("comment", comment=host_block_tag(prefix)),
+    ))
+
+
+def prerouting_jump(prefix: str) -> Rule:
+    """PREROUTING: inbound traffic reaches the per-container DNAT chains."""
+    return Rule(prerouting_chain(prefix))
+
+
+def output_jump(prefix: str) -> Rule:
+    """nat OUTPUT: the host's own connections to its addresses reach the DNAT chains.
+
+    Loopback is left out: a DNAT of 127.0.0.1 would leave with a loopback source.
+    """
+    return Rule(prerouting_chain(prefix), dst=f"!{LOOPBACK}",
+                matches=(match("addrtype", dst_type="LOCAL"),))
+
+
+def postrouting_jump(prefix: str) -> Rule:
+    return Rule(postrouting_chain(prefix))
+
+
+def masquerade(pool: IPv4Network) -> Rule:
+    """Containers leave the host with the address of the outgoing interface."""
+    return Rule("MASQUERADE", src=str(pool), dst=f"!{pool}")
+
+
+# ------------------------------------------------------------- per-container rules
+
+def instance_goto(prefix: str, container_id: str) -> Rule:
+    """Forward chain: traffic from this container's veth goes to its chain."""
+    return Rule(instance_chain(prefix, container_id), goto=True,
+                in_iface=host_iface(container_id))
+
+
+def instance_rules(prefix: str) -> list[Rule]:
+    """Initial contents of a container's filter chain (NetOut rules go above)."""
+    return [Rule(default_chain(prefix), goto=True)]
+
+
+def log_rules(prefix: str, container_id: str) -> list[Rule]:
+    """Contents of the log chain: log new TCP connections, then allow (facts §5.4)."""
+    log_prefix = f"{instance_chain(prefix, container_id)} "
+    return [
+        Rule("LOG", protocol="tcp", target_params=(("log-prefix", log_prefix),),
+             matches=(match("conntrack", ctstate="NEW,UNTRACKED,INVALID"),)),
+        Rule("RETURN"),
+    ]
+
+
+def nat_instance_jump(prefix: str, container_id: str) -> Rule:
+    """Prerouting chain: every inbound packet visits each container's DNAT chain."""
+    return Rule(instance_chain(prefix, container_id))
+
+
+def _network(text: str) -> IPv4Network:
+    return IPv4Network(text, strict=False)

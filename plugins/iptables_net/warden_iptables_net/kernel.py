@@ -1,0 +1,378 @@
+"""The only module of this plugin that touches the kernel.
+
+iptables through python-iptables (the LEGACY filter and nat tables, one transaction at a
+time, under the xtables lock the iptables-legacy CLI also takes), links, addresses,
+routes and tc through pyroute2 netlink, and one sysctl. No subprocesses.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from warden_iptables_net.chains import Listed, Rule
+
+if TYPE_CHECKING:
+    import iptc
+
+T = TypeVar("T")
+
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+PSCHED = "/proc/net/psched"
+XTABLES_LOCK = os.environ.get("XTABLES_LOCKFILE", "/run/xtables.lock")
+CLONE_NEWNET = 0x40000000
+TC_H_ROOT = 0xFFFFFFFF
+TC_H_INGRESS = 0xFFFF0000
+ROOT_HANDLE = 0x10000  # "1:"
+ETH_P_ALL = 0x0003
+ENODEV = 19
+ENOENT = 2
+EINVAL = 22
+EEXIST = 17
+
+# python-iptables keeps one cached handle per table for the whole process, so every
+# transaction (from any thread) is serialised here.
+_iptables_lock = threading.Lock()
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class KernelError(RuntimeError):
+    """A kernel operation failed; the message says what, on which object, and why."""
+
+
+# ------------------------------------------------------------------------ iptables
+
+class Iptables:
+    """One transaction on the legacy filter and nat tables; see `iptables()`."""
+
+    def __init__(self) -> None:
+        import iptc  # late: a host without libiptc fails here, not at plugin import
+
+        self._iptc = iptc
+        self._tables: dict[str, iptc.Table] = {}
+        self._dirty: set[str] = set()
+
+    def chains(self, table: str) -> list[str]:
+        return [chain.name for chain in self._table(table).chains]
+
+    def has_chain(self, table: str, chain: str) -> bool:
+        return bool(self._table(table).is_chain(chain))
+
+    def ensure_chain(self, table: str, chain: str) -> None:
+        """Create `chain` unless it exists."""
+        if not self.has_chain(table, chain):
+            self._change(table, "create chain", chain, None,
+                         lambda t: t.create_chain(chain))
+
+    def flush(self, table: str, chain: str) -> None:
+        if self.has_chain(table, chain):
+            self._change(table, "flush", chain, None, lambda t: t.flush_entries(chain))
+
+    def delete_chain(self, table: str, chain: str) -> None:
+        """Remove `chain` and its rules if it exists (it must no longer be referenced)."""
+        if self.has_chain(table, chain):
+            self.flush(table, chain)
+            self._change(table, "delete chain", chain, None, lambda t: t.delete_chain(chain))
+
+    def append(self, table: str, chain: str, rule: Rule) -> None:
+        self._change(table, "append to", chain, rule,
+                     lambda t: self._chain(t, chain).append_rule(self._rule(rule)))
+
+    def insert(self, table: str, chain: str, rule: Rule, position: int = 0) -> None:
+        self._change(table, "insert into", chain, rule,
+                     lambda t: self._chain(t, chain).insert_rule(self._rule(rule), position))
+
+    def delete(self, table: str, chain: str, rule: Rule) -> int:
+        """Delete every copy of exactly `rule` from `chain`; return how many."""
+        if not self.has_chain(table, chain):
+            return 0
+        try:
+            candidate = self._rule(rule)
+        except self._iptc.XTablesError:
+            return 0  # it names a chain that is gone, so no rule can point there
+        count = 0
+        while self._delete_one(table, chain, candidate):
+            count += 1
+        return count
+
+    def delete_where(self, table: str, chain: str, wanted: Callable[[Listed], bool]) -> int:
+        """Delete the rules of `chain` for which `wanted(listed rule)` is true."""
+        if not self.has_chain(table, chain):
+            return 0
+        found = [r for r in self._chain(self._table(table), chain).rules
+                 if wanted(self._listed(r))]
+        for entry in found:
+            self._change(table, "delete from", chain, None,
+                         lambda t, entry=entry: self._chain(t, chain).delete_rule(entry))
+        return len(found)
+
+    def commit(self) -> None:
+        for name in sorted(self._dirty):
+            try:
+                self._tables[name].commit()
+            except self._iptc.IPTCError as error:
+                raise KernelError(f"iptables: commit table {name}: {error}") from error
+
+    def _table(self, name: str) -> iptc.Table:
+        if name not in self._tables:
+            table = self._iptc.Table(name, autocommit=False)
+            table.refresh()  # the cached handle may be older than other writers
+            self._tables[name] = table
+        return self._tables[name]
+
+    def _chain(self, table: iptc.Table, chain: str) -> iptc.Chain:
+        return self._iptc.Chain(table, chain)
+
+    def _change(self, table: str, action: str, chain: str, rule: Rule | None,
+                change: Callable[[Any], object]) -> None:
+        try:
+            change(self._table(table))
+        except (self._iptc.IPTCError, self._iptc.XTablesError, ValueError) as error:
+            what = f" {rule.render()}" if rule is not None else ""
+            raise KernelError(f"iptables -t {table}: {action} {chain}{what}: {error}") \
+                from error
+        self._dirty.add(table)
+
+    def _delete_one(self, table: str, chain: str, candidate: iptc.Rule) -> bool:
+        try:
+            self._chain(self._table(table), chain).delete_rule(candidate)
+        except self._iptc.IPTCError:
+            return False  # libiptc reports "no such rule" with assorted errnos
+        self._dirty.add(table)
+        return True
+
+    def _rule(self, spec: Rule) -> iptc.Rule:
+        rule = self._iptc.Rule()
+        if spec.src is not None:
+            rule.src = spec.src
+        if spec.dst is not None:
+            rule.dst = spec.dst
+        if spec.in_iface is not None:
+            rule.in_interface = spec.in_iface
+        if spec.protocol is not None:
+            rule.protocol = spec.protocol
+        for wanted in spec.matches:
+            found = rule.create_match(wanted.name)
+            for key, value in wanted.params:
+                found.set_parameter(key, value)
+        target = rule.create_target(spec.target, goto=spec.goto)
+        for key, value in spec.target_params:
+            target.set_parameter(key, value)
+        return rule
+
+    @staticmethod
+    def _listed(rule: iptc.Rule) -> Listed:
+        comment = None
+        for found in rule.matches:
+            if found.name == "comment":
+                comment = (found.get_all_parameters().get("comment") or [None])[0]
+        target = rule.target
+        return Listed(target=target.name if target is not None else "",
+                      goto=bool(target is not None and target.goto),
+                      in_iface=rule.in_interface, comment=comment)
+
+
+@contextmanager
+def iptables() -> Iterator[Iptables]:
+    """A transaction: changes are committed when the block ends, dropped if it raises.
+
+    Dropping needs no work: the next transaction re-reads each table it uses, which
+    frees the old handle without committing it (autocommit is off).
+    """
+    with _iptables_lock, _xtables_lock():
+        transaction = Iptables()
+        yield transaction
+        transaction.commit()
+
+
+@contextmanager
+def _xtables_lock() -> Iterator[None]:
+    # The iptables-legacy CLI (`-w`) takes this flock around its read-modify-write of a
+    # table; libiptc does the same read-modify-write, so it must hold it too.
+    fd = os.open(XTABLES_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def enable_ip_forward() -> None:
+    with open(IP_FORWARD, "w") as f:
+        f.write("1\n")
+
+
+# ------------------------------------------------------------------ links (netlink)
+
+@contextmanager
+def _netlink(action: str) -> Iterator[IPRoute]:
+    try:
+        with IPRoute() as ipr:
+            yield ipr
+    except NetlinkError as error:
+        raise KernelError(f"netlink: {action}: {error.args[-1]}") from error
+
+
+def create_veth(host: str, peer: str, netns_pid: int, mtu: int, address: str,
+                prefixlen: int) -> None:
+    """Create a veth pair whose `peer` end is born in the netns of `netns_pid`.
+
+    The host end comes up with `address/prefixlen`. Creating the peer in place is one
+    netlink call; moving it afterwards would cost a namespace move (DESIGN.md).
+    """
+    with _netlink(f"add veth {host} with peer {peer} in netns of pid {netns_pid}") as ipr:
+        ipr.link("add", ifname=host, kind="veth", mtu=mtu, state="up",
+                 peer={"ifname": peer, "net_ns_pid": netns_pid, "mtu": mtu})
+    with _netlink(f"add address {address}/{prefixlen} to {host}") as ipr:
+        ipr.addr("add", index=_index(ipr, host), address=address, prefixlen=prefixlen)
+
+
+def configure_in_netns(netns_pid: int, ifname: str, address: str, prefixlen: int,
+                       gateway: str) -> None:
+    """Inside the netns of `netns_pid`: `ifname` up with its address, lo up, default route."""
+    def configure() -> None:
+        action = f"configure {ifname} in netns of pid {netns_pid}"
+        with _netlink(action) as ipr:
+            index = _index(ipr, ifname)
+            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+            ipr.link("set", index=index, state="up")
+            ipr.link("set", index=_index(ipr, "lo"), state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+    in_netns(netns_pid, configure)
+
+
+def in_netns(netns_pid: int, work: Callable[[], T]) -> T:
+    """Run `work` in a fresh thread that has joined the network namespace of `netns_pid`.
+
+    setns(CLONE_NEWNET) changes only the calling thread; the thread ends with `work`,
+    and sockets it opened stay in that namespace.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            _setns(netns_pid)
+            outcome["value"] = work()
+        except BaseException as error:  # handed to the caller's thread below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name=f"netns-{netns_pid}")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _setns(pid: int) -> None:
+    path = f"/proc/{pid}/ns/net"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise KernelError(f"open {path}: {error.strerror}") from error
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise KernelError(f"setns {path}: {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
+def ensure_ifb(ifname: str, mtu: int | None) -> None:
+    """Create the ifb device `ifname` unless it exists; bring it up."""
+    with _netlink(f"add ifb {ifname}") as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            extra = {} if mtu is None else {"mtu": mtu}
+            ipr.link("add", ifname=ifname, kind="ifb", state="up", **extra)
+        else:
+            ipr.link("set", index=found[0], state="up")
+
+
+def delete_link(ifname: str) -> bool:
+    """Delete `ifname` (a veth goes with its peer); False if it did not exist."""
+    with _netlink(f"delete link {ifname}") as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return False
+        try:
+            ipr.link("del", index=found[0])
+        except NetlinkError as error:
+            if error.code == ENODEV:  # gone meanwhile, e.g. its netns just died
+                return False
+            raise
+    return True
+
+
+def link_mtu(ifname: str) -> int | None:
+    with _netlink(f"read link {ifname}") as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return None
+        return int(ipr.get_links(found[0])[0].get_attr("IFLA_MTU"))
+
+
+def link_names() -> list[str]:
+    with _netlink("list links") as ipr:
+        return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+
+
+def _index(ipr: IPRoute, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise KernelError(f"netlink: no link named {ifname}")
+    return int(found[0])
+
+
+# ---------------------------------------------------------------------- tc (netlink)
+
+def replace_root_tbf(ifname: str, rate: int, burst: int, latency: str) -> None:
+    """Make a tbf (`rate` bytes/s, `burst` bytes) the root qdisc of `ifname`."""
+    with _netlink(f"replace root qdisc of {ifname} with tbf") as ipr:
+        ipr.tc("replace", "tbf", _index(ipr, ifname), ROOT_HANDLE,
+               rate=rate, burst=burst, latency=latency)
+
+
+def redirect_ingress(ifname: str, to_ifname: str) -> None:
+    """Replace the ingress qdisc of `ifname` with one redirecting everything to `to_ifname`."""
+    with _netlink(f"redirect ingress of {ifname} to {to_ifname}") as ipr:
+        index, target = _index(ipr, ifname), _index(ipr, to_ifname)
+        try:
+            ipr.tc("del", "ingress", index)
+        except NetlinkError as error:
+            if error.code not in (ENOENT, EINVAL):  # no ingress qdisc yet
+                raise
+        ipr.tc("add", "ingress", index)
+        ipr.tc("add-filter", "u32", index, parent=TC_H_INGRESS, prio=10,
+               protocol=ETH_P_ALL, keys=["0x0/0x0+0"], target=TC_H_INGRESS | 1,
+               action={"kind": "mirred", "direction": "egress", "action": "redirect",
+                       "ifindex": target})
+
+
+def root_tbf(ifname: str) -> tuple[int, int] | None:
+    """(rate in bytes/s, buffer in psched ticks) of the root tbf of `ifname`, or None."""
+    with _netlink(f"read qdiscs of {ifname}") as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return None
+        for qdisc in ipr.get_qdiscs(index=found[0]):
+            if qdisc["parent"] == TC_H_ROOT and qdisc.get_attr("TCA_KIND") == "tbf":
+                parms = qdisc.get_nested("TCA_OPTIONS", "TCA_TBF_PARMS")
+                return int(parms["rate"]), int(parms["buffer"])
+    return None
+
+
+def psched_ticks_per_usec() -> float:
+    """Kernel scheduler ticks per microsecond, as tc computes it from /proc/net/psched."""
+    with open(PSCHED) as f:
+        t2us, us2t, clock_res = (int(word, 16) for word in f.read().split()[:3])
+    return t2us / us2t * (clock_res / 1_000_000)

@@ -1,0 +1,208 @@
+"""The server's iptables state and each container's share of it, plus the container's
+links (through `veth`): what the driver calls.
+
+Every function is idempotent and safe after a crash at any line: it rebuilds what it
+owns from names derived from the prefix and container id (facts §10.3, §10.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Network
+
+from warden_iptables_net import chains, kernel, rules, veth
+from warden_iptables_net.chains import FILTER, NAT, Listed
+from warden_iptables_net.kernel import Iptables
+
+
+# ----------------------------------------------------------------------- the host
+
+def setup_host(prefix: str, pool_network: IPv4Network | str, allow_networks: list[str],
+               deny_networks: list[str], allow_host_access: bool) -> None:
+    """(Re)build the host chains and hooks for `prefix`; enable forwarding.
+
+    Containers whose chains exist keep their forward goto and DNAT jump, so a restart
+    does not cut live containers off. Running it twice changes nothing.
+    """
+    chains.check_prefix(prefix)
+    pool = IPv4Network(pool_network, strict=False)
+    with kernel.iptables() as ipt:
+        _setup_filter(ipt, prefix, pool, allow_networks, deny_networks, allow_host_access)
+        _setup_nat(ipt, prefix, pool)
+    kernel.enable_ip_forward()
+
+
+def teardown_host(prefix: str) -> None:
+    """Remove every chain and hook with this prefix, including all containers' chains."""
+    chains.check_prefix(prefix)
+    with kernel.iptables() as ipt:
+        ipt.delete_where(FILTER, "FORWARD", _targets(chains.forward_chain(prefix)))
+        ipt.delete_where(FILTER, "INPUT", _tagged(chains.host_block_tag(prefix)))
+        for hook in ("PREROUTING", "OUTPUT"):
+            ipt.delete_where(NAT, hook, _targets(chains.prerouting_chain(prefix)))
+        ipt.delete_where(NAT, "POSTROUTING", _targets(chains.postrouting_chain(prefix)))
+        for table in (FILTER, NAT):
+            owned = [c for c in ipt.chains(table) if chains.is_owned(prefix, c)]
+            for chain in owned:  # flush all first: they refer to each other
+                ipt.flush(table, chain)
+            for chain in owned:
+                ipt.delete_chain(table, chain)
+
+
+def list_container_ids(prefix: str) -> list[str]:
+    """Ids of the containers that have a filter or nat chain under this prefix."""
+    chains.check_prefix(prefix)
+    with kernel.iptables() as ipt:
+        return _container_ids(ipt, prefix)
+
+
+def _setup_filter(ipt: Iptables, prefix: str, pool: IPv4Network, allow: list[str],
+                  deny: list[str], allow_host_access: bool) -> None:
+    forward, default = chains.forward_chain(prefix), chains.default_chain(prefix)
+    ipt.ensure_chain(FILTER, forward)
+    ipt.ensure_chain(FILTER, default)
+    _fill(ipt, FILTER, default, chains.default_rules(allow, deny))
+    _fill(ipt, FILTER, forward, chains.forward_rules(prefix, _filter_ids(ipt, prefix), pool))
+    _hook(ipt, FILTER, "FORWARD", chains.forward_jump(prefix))
+    ipt.delete_where(FILTER, "INPUT", _tagged(chains.host_block_tag(prefix)))
+    if not allow_host_access:
+        ipt.insert(FILTER, "INPUT", chains.host_block(prefix, pool))
+
+
+def _setup_nat(ipt: Iptables, prefix: str, pool: IPv4Network) -> None:
+    prerouting, postrouting = chains.prerouting_chain(prefix), chains.postrouting_chain(prefix)
+    ipt.ensure_chain(NAT, prerouting)
+    ipt.ensure_chain(NAT, postrouting)
+    ids = [cid for cid in _container_ids(ipt, prefix)
+           if ipt.has_chain(NAT, chains.instance_chain(prefix, cid))]
+    _fill(ipt, NAT, prerouting, [chains.nat_instance_jump(prefix, cid) for cid in ids])
+    _fill(ipt, NAT, postrouting, [chains.masquerade(pool)])
+    _hook(ipt, NAT, "PREROUTING", chains.prerouting_jump(prefix))
+    _hook(ipt, NAT, "OUTPUT", chains.output_jump(prefix))
+    _hook(ipt, NAT, "POSTROUTING", chains.postrouting_jump(prefix))
+
+
+def _hook(ipt: Iptables, table: str, builtin: str, jump: chains.Rule) -> None:
+    """Exactly one `jump` in `builtin`, at the top (above rules that would accept first)."""
+    ipt.delete_where(table, builtin, _targets(jump.target))
+    ipt.insert(table, builtin, jump)
+
+
+def _fill(ipt: Iptables, table: str, chain: str, contents: list[chains.Rule]) -> None:
+    ipt.flush(table, chain)
+    for rule in contents:
+        ipt.append(table, chain, rule)
+
+
+def _targets(chain: str) -> Callable[[Listed], bool]:
+    return lambda listed: listed.target == chain
+
+
+def _tagged(tag: str) -> Callable[[Listed], bool]:
+    return lambda listed: listed.comment == tag
+
+
+def _filter_ids(ipt: Iptables, prefix: str) -> list[str]:
+    return sorted({cid for c in ipt.chains(FILTER)
+                   if (cid := chains.instance_id(prefix, c)) is not None})
+
+
+def _container_ids(ipt: Iptables, prefix: str) -> list[str]:
+    return sorted({cid for table in (FILTER, NAT) for c in ipt.chains(table)
+                   if (cid := chains.instance_id(prefix, c)) is not None})
+
+
+# ----------------------------------------------------------------- one container
+
+def setup_container(prefix: str, container_id: str, netns_pid: int, network: IPv4Network,
+                    mtu: int) -> dict:
+    """Links (veth, addresses, route, ifb) and chains for one container; the record.
+
+    Chains come first and go last, so the veth never carries traffic without its chain.
+    On failure, what was made stays behind: `teardown_container` removes it.
+    """
+    setup_chains(prefix, container_id)
+    record = veth.setup_links(container_id, netns_pid, network, mtu)
+    return {**record, "prefix": prefix}
+
+
+def teardown_container(prefix: str, container_id: str) -> None:
+    """Remove the container's veth, ifb, chains and jumps; whatever of them exists."""
+    veth.teardown_links(container_id)
+    teardown_chains(prefix, container_id)
+
+
+def setup_chains(prefix: str, container_id: str) -> None:
+    """(Re)create the container's filter, log and nat chains, empty of NetIn/NetOut rules.
+
+    Recovery calls this, then re-applies the recorded net_in and net_out rules.
+    """
+    chains.check_prefix(prefix)
+    chains.check_id(container_id)
+    instance = chains.instance_chain(prefix, container_id)
+    log = chains.log_chain(prefix, container_id)
+    with kernel.iptables() as ipt:
+        _require_host_chains(ipt, prefix)
+        ipt.ensure_chain(FILTER, instance)
+        ipt.ensure_chain(FILTER, log)
+        _fill(ipt, FILTER, log, chains.log_rules(prefix, container_id))
+        _fill(ipt, FILTER, instance, chains.instance_rules(prefix))
+        goto = chains.instance_goto(prefix, container_id)
+        ipt.delete(FILTER, chains.forward_chain(prefix), goto)
+        ipt.insert(FILTER, chains.forward_chain(prefix), goto)  # above the DROP
+        ipt.ensure_chain(NAT, instance)
+        ipt.flush(NAT, instance)
+        jump = chains.nat_instance_jump(prefix, container_id)
+        ipt.delete(NAT, chains.prerouting_chain(prefix), jump)
+        ipt.append(NAT, chains.prerouting_chain(prefix), jump)
+
+
+def teardown_chains(prefix: str, container_id: str) -> None:
+    """Remove the container's chains and the jumps to them; harmless if already gone."""
+    chains.check_prefix(prefix)
+    chains.check_id(container_id)
+    instance = chains.instance_chain(prefix, container_id)
+    with kernel.iptables() as ipt:
+        ipt.delete(FILTER, chains.forward_chain(prefix),
+                   chains.instance_goto(prefix, container_id))
+        ipt.delete(NAT, chains.prerouting_chain(prefix),
+                   chains.nat_instance_jump(prefix, container_id))
+        ipt.flush(FILTER, instance)  # it may goto the log chain
+        ipt.delete_chain(FILTER, chains.log_chain(prefix, container_id))
+        ipt.delete_chain(FILTER, instance)
+        ipt.delete_chain(NAT, instance)
+
+
+def _require_host_chains(ipt: Iptables, prefix: str) -> None:
+    needed = [(FILTER, chains.forward_chain(prefix)), (FILTER, chains.default_chain(prefix)),
+              (NAT, chains.prerouting_chain(prefix))]
+    missing = [f"{table}/{chain}" for table, chain in needed if not ipt.has_chain(table, chain)]
+    if missing:
+        raise kernel.KernelError(
+            f"iptables: host chains missing ({', '.join(missing)}); run setup_host first")
+
+
+# ---------------------------------------------------------------- NetIn, NetOut
+
+def net_in(prefix: str, container_id: str, container_ip: str, host_port: int,
+           container_port: int) -> None:
+    """Forward TCP to any local address on host_port to the container's container_port."""
+    rule = rules.net_in_rule(container_id, container_ip, host_port, container_port)
+    _add(NAT, chains.instance_chain(prefix, container_id), rule, append=True)
+
+
+def net_out(prefix: str, container_id: str, rule: rules.NetOutRule) -> None:
+    """Allow the container the traffic `rule` describes (inserted at the top of its chain)."""
+    spec = rules.net_out_rule(prefix, container_id, rule)
+    _add(FILTER, chains.instance_chain(prefix, container_id), spec, append=False)
+
+
+def _add(table: str, chain: str, rule: chains.Rule, append: bool) -> None:
+    with kernel.iptables() as ipt:
+        if not ipt.has_chain(table, chain):
+            raise kernel.KernelError(f"iptables -t {table}: no chain {chain}")
+        if append:
+            ipt.append(table, chain, rule)
+        else:
+            ipt.insert(table, chain, rule)
+
