@@ -95,9 +95,9 @@ class LoggingSettings:
 @dataclass(frozen=True)
 class DriverSettings:
     rootfs: str = "overlayfs"
-    network: str = "iptables"
+    network: str | None = "iptables"
     disk: str | None = None
-    limits: str = "cgroup_v1"
+    limits: str | None = "cgroup_v1"
     exec: str = "wshd"
 
     def selected(self) -> dict[str, str]:

@@ -48,6 +48,18 @@ def setup_host(settings: Settings) -> None:
     """
 
 
+@hookspec
+def teardown_host(settings: Settings) -> None:
+    """Remove the host-wide state setup_host made (parent cgroups, chains with the prefix).
+
+    Called: only when no container of this server is left: by the test kit after a test's
+    server stopped, and by an operator uninstalling.
+    May assume: every container was destroyed.
+    Returns: None. Idempotent.
+    On failure: raise DriverError naming the object that cannot be removed.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Create. pre_create, then the steps in orchestrator.CREATE_STEPS order: setup_fs, setup_init,
 # apply_limits, setup_disk, setup_net, start_init. If a step raises, the teardown of that step

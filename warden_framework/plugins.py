@@ -87,6 +87,7 @@ class Hooks:
 
     # server start
     def setup_host(self, settings): return self._call("setup_host", settings=settings)
+    def teardown_host(self, settings): return self._call("teardown_host", settings=settings)
     # create steps
     def pre_create(self, container, request, settings):
         return self._call("pre_create", container=container, request=request, settings=settings)

@@ -74,10 +74,12 @@ def wshd_processes() -> set[str]:
     found = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
-        if comm == "wshd":
+        comm, _, rest = stat.partition("(")[2].rpartition(")")
+        # a zombie holds nothing but its pid; whoever reaps orphans on the host takes it
+        if comm == "wshd" and rest.split()[0] != "Z":
             found.add(pid)
     return found
 

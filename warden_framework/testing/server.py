@@ -56,10 +56,22 @@ class ServerThread:
         self._thread.join(60)
 
 
+    def destroy_all(self) -> None:
+        for container in list(self.orchestrator.containers.values()):
+            if container.state != "destroyed":
+                self.call(self.server.destroy, container)
+
+
 @contextmanager
 def running_server(settings: Settings, overrides=None) -> Iterator[ServerThread]:
+    """A started server; on exit every container is destroyed, the server stops and the
+    host-wide state (parent cgroups, chains) is removed, so a test leaves nothing behind."""
     thread = ServerThread(settings, overrides).start()
     try:
         yield thread
     finally:
-        thread.stop()
+        try:
+            thread.destroy_all()
+        finally:
+            thread.stop()
+            thread.orchestrator.hooks.teardown_host(settings)

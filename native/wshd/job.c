@@ -1,0 +1,249 @@
+/*
+ * job.c: spawn one job and keep the table of live jobs. The request arrives validated (proto.c),
+ * so the forked child only applies it: new session, stdio, every other descriptor closed at exec,
+ * rlimits (while still root, so hard limits may be raised), groups, gid, uid, cwd (after setuid,
+ * so it is checked with the job's rights), execve. The child reports a failure through a
+ * close-on-exec pipe; end-of-file on that pipe means execve succeeded.
+ */
+#include "job.h"
+
+#include "cleanup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static int job_reset_signals(struct wshd_error *err)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t none;
+
+    /* wshd blocks SIGCHLD/SIGTERM for its signalfd and ignores SIGPIPE; jobs must not inherit. */
+    if (sigemptyset(&none) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        return wshd_error_set(err, errno, "unblock signals");
+    if (sigemptyset(&dfl.sa_mask) < 0 || sigaction(SIGPIPE, &dfl, NULL) < 0)
+        return wshd_error_set(err, errno, "reset SIGPIPE");
+    return 0;
+}
+
+static int job_apply_rlimits(const struct proto_spawn *plan, struct wshd_error *err)
+{
+    for (size_t i = 0; i < plan->nrlimits; i++) {
+        const struct proto_rlimit *r = &plan->rlimits[i];
+        struct rlimit rl = {
+            .rlim_cur = r->soft == PROTO_RLIM_INFINITY ? RLIM_INFINITY : (rlim_t)r->soft,
+            .rlim_max = r->hard == PROTO_RLIM_INFINITY ? RLIM_INFINITY : (rlim_t)r->hard,
+        };
+
+        if (setrlimit((__rlimit_resource_t)r->resource, &rl) < 0)
+            return wshd_error_set(err, errno, "set rlimit %u to %llu:%llu", r->resource,
+                                  (unsigned long long)r->soft, (unsigned long long)r->hard);
+    }
+    return 0;
+}
+
+/* Everything between fork and execve. stdio fds are >= 3: wshd keeps 0-2 open on /dev/null. */
+static int job_child_prepare(const struct proto_spawn *plan, const int stdio[3],
+                             struct wshd_error *err)
+{
+    if (job_reset_signals(err) < 0)
+        return -1;
+    if (setsid() < 0)
+        return wshd_error_set(err, errno, "start session");
+    for (int i = 0; i < 3; i++)
+        if (dup2(stdio[i], i) < 0)
+            return wshd_error_set(err, errno, "dup descriptor %d onto %d", stdio[i], i);
+    /* Keeps the report pipe usable until execve, which then closes it with everything else. */
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        return wshd_error_set(err, errno, "mark descriptors close-on-exec");
+    if (job_apply_rlimits(plan, err) < 0)
+        return -1;
+    if (setgroups(0, NULL) < 0)
+        return wshd_error_set(err, errno, "drop supplementary groups");
+    if (setgid(plan->gid) < 0)
+        return wshd_error_set(err, errno, "setgid %u", plan->gid);
+    if (setuid(plan->uid) < 0)
+        return wshd_error_set(err, errno, "setuid %u", plan->uid);
+    if (chdir(plan->dir) < 0)
+        return wshd_error_set(err, errno, "chdir %s", plan->dir);
+    return 0;
+}
+
+static const char *job_env_path(const struct proto_spawn *plan)
+{
+    for (size_t i = 0; i < plan->envc; i++)
+        if (strncmp(plan->envp[i], "PATH=", 5) == 0)
+            return plan->envp[i] + 5;
+    return JOB_DEFAULT_PATH;
+}
+
+/* execvpe's search, but through the job's PATH rather than wshd's own environment. */
+static void job_exec_search(const struct proto_spawn *plan, struct wshd_error *err)
+{
+    const char *file = plan->argv[0];
+    const char *dir = job_env_path(plan);
+    int found = ENOENT;
+    char candidate[PATH_MAX];
+
+    for (;;) {
+        const char *end = strchrnul(dir, ':');
+        int dirlen = (int)(end - dir);
+        int n = snprintf(candidate, sizeof candidate, "%.*s%s%s", dirlen, dir,
+                         dirlen > 0 ? "/" : "", file);
+
+        if (n >= 0 && (size_t)n < sizeof candidate) {
+            execve(candidate, plan->argv, plan->envp);
+            if (errno == EACCES)
+                found = EACCES;
+            else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+                found = errno;
+        }
+        if (*end == '\0')
+            break;
+        dir = end + 1;
+    }
+    wshd_error_set(err, found, "exec %s", file);
+}
+
+static void job_child_exec(const struct proto_spawn *plan, struct wshd_error *err)
+{
+    if (strchr(plan->argv[0], '/') != NULL) {
+        execve(plan->argv[0], plan->argv, plan->envp);
+        wshd_error_set(err, errno, "exec %s", plan->argv[0]);
+        return;
+    }
+    job_exec_search(plan, err);
+}
+
+static void __attribute__((noreturn))
+job_child(const struct proto_spawn *plan, const int stdio[3], int report)
+{
+    struct wshd_error err = {0};
+
+    if (job_child_prepare(plan, stdio, &err) == 0)
+        job_child_exec(plan, &err);
+    /* A lost report reads as success to wshd; the job then exits 126 at once. */
+    if (write(report, &err, sizeof err) != (ssize_t)sizeof err)
+        _exit(126);
+    _exit(127);
+}
+
+static int job_await_exec(int report, pid_t child, const char *name, struct wshd_error *err)
+{
+    struct wshd_error child_err;
+    ssize_t n;
+
+    do
+        n = read(report, &child_err, sizeof child_err);
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return 0;
+    /* The child is not a job: the reap loop collects it without writing a status. */
+    if (n < 0 || (size_t)n != sizeof child_err) {
+        int saved = n < 0 ? errno : EPROTO;
+
+        if (kill(child, SIGKILL) < 0 && errno != ESRCH)
+            saved = errno;
+        return wshd_error_set(err, saved, "read exec report of %s", name);
+    }
+    child_err.msg[sizeof child_err.msg - 1] = '\0';
+    *err = child_err;
+    return -1;
+}
+
+int job_spawn(const struct proto_spawn *plan, const int stdio[3], pid_t *pid,
+              struct wshd_error *err)
+{
+    int report[2];
+    pid_t child;
+
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return wshd_error_set(err, errno, "create exec report pipe");
+    cleanup_close int report_rd = report[0];
+    cleanup_close int report_wr = report[1];
+
+    child = fork();
+    if (child < 0)
+        return wshd_error_set(err, errno, "fork for %s", plan->argv[0]);
+    if (child == 0)
+        job_child(plan, stdio, report_wr);
+    if (close(take_fd(&report_wr)) < 0)
+        return wshd_error_set(err, errno, "close exec report pipe");
+    if (job_await_exec(report_rd, child, plan->argv[0], err) < 0)
+        return -1;
+    *pid = child;
+    return 0;
+}
+
+int job_table_reserve(struct job_table *t, struct wshd_error *err)
+{
+    size_t cap;
+    struct job *jobs;
+
+    if (t->len < t->cap)
+        return 0;
+    if (t->cap >= JOB_MAX_JOBS)
+        return wshd_error_set(err, EAGAIN, "add job: %d jobs running", JOB_MAX_JOBS);
+    cap = t->cap == 0 ? 16 : t->cap * 2;
+    jobs = reallocarray(t->jobs, cap, sizeof *jobs);
+    if (jobs == NULL)
+        return wshd_error_set(err, errno, "grow job table to %zu", cap);
+    t->jobs = jobs;
+    t->cap = cap;
+    return 0;
+}
+
+struct job *job_table_add(struct job_table *t, pid_t pid, int status_fd)
+{
+    struct job *j = &t->jobs[t->len++];
+
+    j->pid = pid;
+    j->status_fd = status_fd;
+    j->nwaiters = 0;
+    return j;
+}
+
+struct job *job_table_find(struct job_table *t, pid_t pid)
+{
+    for (size_t i = 0; i < t->len; i++)
+        if (t->jobs[i].pid == pid)
+            return &t->jobs[i];
+    return NULL;
+}
+
+void job_table_remove(struct job_table *t, struct job *j)
+{
+    *j = t->jobs[--t->len];
+}
+
+int job_add_waiter(struct job *j, int fd, struct wshd_error *err)
+{
+    for (size_t i = 0; i < j->nwaiters; i++)
+        if (j->waiters[i] == fd)
+            return 0;
+    if (j->nwaiters == JOB_MAX_WAITERS)
+        return wshd_error_set(err, 0, "wait for pid %d: %d clients already waiting", j->pid,
+                              JOB_MAX_WAITERS);
+    j->waiters[j->nwaiters++] = fd;
+    return 0;
+}
+
+void job_table_forget_waiter(struct job_table *t, int fd)
+{
+    for (size_t i = 0; i < t->len; i++) {
+        struct job *j = &t->jobs[i];
+
+        for (size_t w = 0; w < j->nwaiters;)
+            if (j->waiters[w] == fd)
+                j->waiters[w] = j->waiters[--j->nwaiters];
+            else
+                w++;
+    }
+}

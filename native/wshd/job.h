@@ -1,0 +1,52 @@
+/*
+ * job.h: jobs, the processes wshd spawns for clients. job_spawn turns a validated SPAWN into a
+ * running process (or an error: exec failure is an error, never a job); the job table tracks
+ * live jobs with their status descriptor and the connections waiting for their exit.
+ */
+#ifndef WSHD_JOB_H
+#define WSHD_JOB_H
+
+#include "error.h"
+#include "proto.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define JOB_MAX_WAITERS 8
+#define JOB_MAX_JOBS 65536
+/* PATH for a bare command name when the job's environment has none. */
+#define JOB_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+struct job {
+    pid_t pid;                      /* in the container's pid namespace */
+    int status_fd;                  /* gets "exit N\n" or "signal N\n" when reaped */
+    int waiters[JOB_MAX_WAITERS];   /* client sockets to send EXIT to */
+    size_t nwaiters;
+};
+
+struct job_table {
+    struct job *jobs;
+    size_t len;
+    size_t cap;
+};
+
+/*
+ * Fork and exec plan with stdio[0..2] as the job's stdin, stdout and stderr. Returns 0 with
+ * *pid once execve succeeded; -1 with err ("<action> <object>") if any step up to execve failed.
+ */
+int job_spawn(const struct proto_spawn *plan, const int stdio[3], pid_t *pid,
+              struct wshd_error *err);
+
+/* Make room for one more job, so that adding a job that is already running cannot fail. */
+int job_table_reserve(struct job_table *t, struct wshd_error *err);
+/* Add a job; job_table_reserve must have succeeded since the last add. Takes status_fd. */
+struct job *job_table_add(struct job_table *t, pid_t pid, int status_fd);
+struct job *job_table_find(struct job_table *t, pid_t pid);
+/* Forget j (its status_fd must already be closed); pointers into the table become invalid. */
+void job_table_remove(struct job_table *t, struct job *j);
+/* Add client fd to j's waiters (once); fails when JOB_MAX_WAITERS are waiting. */
+int job_add_waiter(struct job *j, int fd, struct wshd_error *err);
+/* A client left: drop its socket from every job, so a reused fd number gets nothing. */
+void job_table_forget_waiter(struct job_table *t, int fd);
+
+#endif

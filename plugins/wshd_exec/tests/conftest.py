@@ -1,0 +1,222 @@
+"""Fixtures for the wshd tests: the built binary, a busybox root, and containers that are
+always killed (and checked gone) after the test, whatever the test did."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from warden_wshd_exec.wshd_client import (
+    ExitInfo,
+    WshdConnection,
+    WshdLaunch,
+    kill_wshd,
+    start_wshd,
+)
+
+WSHD_DIR = Path(__file__).resolve().parents[3] / "native" / "wshd"
+BUSYBOX = Path("/bin/busybox")
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+
+def _prctl(option: int, arg: object) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, arg, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl {option}")
+
+
+class Subreaper:
+    """Makes this process adopt the container inits whose launcher exits, so that kill_wshd
+    reaps them and no wshd zombie waits on some other reaper after a test."""
+
+    def __enter__(self) -> Subreaper:
+        self._was = ctypes.c_int(0)
+        _prctl(PR_GET_CHILD_SUBREAPER, ctypes.pointer(self._was))
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _prctl(PR_SET_CHILD_SUBREAPER, self._was.value)
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """Live processes whose command line contains marker (zombies have none)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = Path(entry.path, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="session")
+def wshd_binary() -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("wshd needs root: it clones namespaces and mounts")
+    subprocess.run(["make", "-s", "-C", str(WSHD_DIR), "wshd"], check=True)
+    return WSHD_DIR / "wshd"
+
+
+@pytest.fixture(scope="session")
+def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A template root: a static busybox and a symlink per applet."""
+    if not BUSYBOX.exists():
+        pytest.skip("no /bin/busybox (apt-get install busybox-static)")
+    root = tmp_path_factory.mktemp("busybox-root")
+    root.chmod(0o755)  # mktemp makes it 0700: / must be searchable by any job uid
+    (root / "bin").mkdir()
+    (root / "tmp").mkdir()
+    (root / "tmp").chmod(0o1777)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True)
+    for name in applets.stdout.split():
+        if name != "busybox":
+            (root / "bin" / name).symlink_to("busybox")
+    return root
+
+
+@dataclass
+class JobFiles:
+    """Where a job's stdout, stderr and status went (files the test reads afterwards)."""
+
+    out: Path
+    err: Path
+    status: Path
+
+
+@dataclass
+class JobResult:
+    info: ExitInfo
+    stdout: str
+    stderr: str
+    status: str
+
+
+@dataclass
+class Container:
+    """A released wshd on its own copy of the busybox root."""
+
+    pid: int
+    run_dir: Path
+    root_dir: Path
+    work_dir: Path
+    hostname: str
+    _jobs: int = field(default=0)
+
+    def connect(self) -> WshdConnection:
+        return WshdConnection(self.run_dir)
+
+    def spawn(
+        self,
+        conn: WshdConnection,
+        argv: Sequence[str],
+        *,
+        stdin_fd: int | None = None,
+        uid: int = 0,
+        gid: int = 0,
+        cwd: str = "/",
+        env: dict[str, str] | None = None,
+        rlimits: dict[int, tuple[int, int]] | None = None,
+    ) -> tuple[int, JobFiles]:
+        """Spawn argv without waiting; stdin from stdin_fd or /dev/null, output to new files."""
+        self._jobs += 1
+        base = self.work_dir / f"job{self._jobs}"
+        files = JobFiles(*(base.with_suffix(ext) for ext in (".out", ".err", ".st")))
+        env = {"PATH": "/bin"} if env is None else env
+        with open(os.devnull, "rb") as null, open(files.out, "wb") as out, open(
+            files.err, "wb"
+        ) as err, open(files.status, "wb") as status:
+            pid = conn.spawn(
+                argv, env, cwd, uid, gid, rlimits or {},
+                null.fileno() if stdin_fd is None else stdin_fd,
+                out.fileno(), err.fileno(), status.fileno(),
+            )
+        return pid, files
+
+    def run(self, argv: Sequence[str], **options: object) -> JobResult:
+        """Spawn argv (options as for spawn), wait for its EXIT, return what it left."""
+        with self.connect() as conn:
+            pid, files = self.spawn(conn, argv, **options)  # type: ignore[arg-type]
+            info = conn.wait_exit(timeout=10)
+        assert info.pid == pid
+        return JobResult(
+            info, files.out.read_text(), files.err.read_text(), files.status.read_text()
+        )
+
+
+class Containers:
+    """Starts containers for one test and, at teardown, kills them and checks nothing is left."""
+
+    def __init__(self, binary: Path, template: Path) -> None:
+        self.binary = binary
+        self.template = template
+        self.work = Path(tempfile.mkdtemp(prefix=f"wshd-{os.getpid()}-"))
+        self.pids: list[int] = []
+        self.launches: list[WshdLaunch] = []
+        self._count = 0
+
+    def new_dirs(self) -> tuple[Path, Path, Path]:
+        self._count += 1
+        base = self.work / f"c{self._count}"
+        run_dir, work_dir = base / "run", base / "work"
+        run_dir.mkdir(parents=True)
+        work_dir.mkdir()
+        shutil.copytree(self.template, base / "root", symlinks=True)
+        return run_dir, base / "root", work_dir
+
+    def launch(
+        self, binds: Sequence[tuple[str, str, bool]] = (), hostname: str = "box"
+    ) -> tuple[WshdLaunch, Path, Path, Path]:
+        run_dir, root_dir, work_dir = self.new_dirs()
+        launch = start_wshd(self.binary, run_dir, root_dir, hostname, list(binds))
+        self.launches.append(launch)
+        self.pids.append(launch.pid)
+        return launch, run_dir, root_dir, work_dir
+
+    def start(
+        self, binds: Sequence[tuple[str, str, bool]] = (), hostname: str = "box"
+    ) -> Container:
+        launch, run_dir, root_dir, work_dir = self.launch(binds, hostname)
+        launch.release()
+        return Container(launch.pid, run_dir, root_dir, work_dir, hostname)
+
+    def teardown(self) -> None:
+        try:
+            for launch in self.launches:
+                launch.abort()
+            for pid in self.pids:
+                kill_wshd(pid)
+            assert processes_mentioning(str(self.work)) == [], "a wshd process survived"
+            mounts = Path("/proc/mounts").read_text()
+            assert str(self.work) not in mounts, "a mount of the test leaked to the host"
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+@pytest.fixture
+def containers(wshd_binary: Path, busybox_root: Path) -> Iterator[Containers]:
+    with Subreaper():
+        made = Containers(wshd_binary, busybox_root)
+        try:
+            yield made
+        finally:
+            made.teardown()
+
+
+@pytest.fixture
+def container(containers: Containers) -> Container:
+    return containers.start()

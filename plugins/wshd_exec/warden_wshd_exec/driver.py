@@ -1,0 +1,183 @@
+"""The wshd exec driver: a table of contents over wshd_client (launch, socket protocol),
+jobspec (what a job runs as), processes (stop) and reaper (job exits).
+
+Per container, wshd serves `<container>/run/wshd.sock`; each job's stdio and status fds are
+files under `<container>/jobs/<id>/` opened here, so jobs survive a server restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from warden_framework import hookimpl
+from warden_framework.drivers import ExecDriver
+from warden_framework.errors import DriverError, DriverUnavailable, WardenError
+
+from . import jobspec, processes
+from .reaper import Reaper
+from .wshd_client import WshdConnection, WshdError, parse_status_file, start_wshd
+
+log = logging.getLogger(__name__)
+STATUS_FILE = "exit_status"
+SCRIPT_FILE = "script"
+
+
+class WshdDriver(ExecDriver):
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.binary = Path(settings.server.wshd_path)
+        self._launches: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._reaper: Reaper | None = None
+
+    @classmethod
+    def check_host(cls, settings) -> None:
+        path = settings.server.wshd_path
+        if not os.access(path, os.X_OK):
+            raise DriverUnavailable(f"wshd binary {path} not found or not executable "
+                                    f"(make -C native/wshd, or scripts/bootstrap.sh)")
+
+    @property
+    def reaper(self) -> Reaper:
+        with self._lock:
+            if self._reaper is None:
+                self._reaper = Reaper()
+            return self._reaper
+
+    # -- the container's init ------------------------------------------------------------
+    @hookimpl
+    def setup_init(self, container, settings):
+        container.run_dir.mkdir(exist_ok=True)
+        binds = [(b["src"], b["dst"], b["mode"] == "ro") for b in container.binds]
+        try:
+            launch = start_wshd(self.binary, container.run_dir, container.rootfs_dir,
+                                container.id, binds)
+        except WshdError as exc:
+            raise DriverError(f"start wshd for {container.id}: {exc}") from exc
+        self._launches[container.id] = launch
+        return {"pid": launch.pid}
+
+    @hookimpl
+    def start_init(self, container, record):
+        launch = self._launches.pop(container.id)
+        try:
+            launch.release()
+        except WshdError as exc:
+            raise DriverError(f"wshd of {container.id} did not start: {exc}") from exc
+
+    @hookimpl
+    def teardown_init(self, container, record):
+        launch = self._launches.pop(container.id, None)
+        if launch is not None:
+            launch.abort()
+        pid = (record or {}).get("pid") or _read_pid(container.run_dir)
+        if pid and processes.is_wshd(pid, str(container.run_dir)):
+            if not processes.kill_init(pid):
+                raise DriverError(f"wshd {pid} of {container.id} did not die")
+
+    # -- jobs ----------------------------------------------------------------------------
+    @hookimpl
+    def spawn(self, container, job, settings):
+        spec = jobspec.job_spec(container.uid, job.privileged, job.rlimits)
+        (job.dir / SCRIPT_FILE).write_bytes(job.script)
+        fds = _open_job_files(job)
+        try:
+            conn = WshdConnection(container.run_dir)
+            try:
+                pid = conn.spawn(spec.argv, spec.env, spec.cwd, spec.uid, spec.gid, spec.rlimits,
+                                 *fds)
+            except BaseException:
+                conn.close()
+                raise
+        except (WshdError, OSError) as exc:
+            raise WardenError(f"spawn job in {container.handle}: {exc}") from exc
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.reaper.watch(conn, lambda info: self._finished(job, info))
+        return {"pid": pid}
+
+    def _finished(self, job, info) -> None:
+        if info is None:  # connection lost: the status file written by wshd decides
+            info = parse_status_file(_read_text(job.dir / STATUS_FILE))
+        job.finish(255 if info is None else jobspec.exit_status(info.exit_code, info.signal))
+
+    @hookimpl
+    def signal_job(self, container, job, signo):
+        pid = job.record.get("pid")
+        if pid is None or job.done:
+            return
+        try:
+            with WshdConnection(container.run_dir) as conn:
+                conn.signal(pid, signo, group=True)
+        except WshdError as exc:
+            if "no such job" not in str(exc):
+                raise DriverError(f"signal job {job.id} of {container.handle}: {exc}") from exc
+
+    @hookimpl
+    def stop(self, container, kill, timeout):
+        pid = (container.records.get("exec") or {}).get("pid")
+        if not pid:
+            return
+        survivors = processes.stop_all(pid, kill, timeout)
+        if survivors:
+            raise DriverError(f"stop {container.handle}: processes {survivors} survived SIGKILL")
+
+    # -- restart -------------------------------------------------------------------------
+    @hookimpl
+    def recover(self, container, settings):
+        """wshd must be alive; running jobs are re-attached through WAIT on a new connection."""
+        if "exec" not in container.records:
+            return
+        try:
+            with WshdConnection(container.run_dir) as conn:
+                alive = conn.ping()
+        except (WshdError, OSError):
+            alive = False
+        if not alive:
+            raise WardenError(f"wshd of {container.id} is not running")
+        for job in container.jobs.values():
+            if not job.done:
+                self._reattach(container, job)
+
+    def _reattach(self, container, job) -> None:
+        """WAIT on a new connection; a job reaped meanwhile answers `no such job`, which the
+        reaper turns into reading the status file."""
+        conn = WshdConnection(container.run_dir)
+        try:
+            conn.request_wait(job.record["pid"])
+        except BaseException:
+            conn.close()
+            raise
+        self.reaper.watch(conn, lambda info: self._finished(job, info))
+
+
+def _open_job_files(job) -> list[int]:
+    """stdin (the script), stdout, stderr, status: opened here so they outlive the server."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    stdin = os.open(job.dir / SCRIPT_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    if job.discard_output:
+        out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        err = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    else:
+        out = os.open(job.stdout_path, flags, 0o600)
+        err = os.open(job.stderr_path, flags, 0o600)
+    status = os.open(job.dir / STATUS_FILE, flags, 0o600)
+    return [stdin, out, err, status]
+
+
+def _read_pid(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / "wshd.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

@@ -1,0 +1,66 @@
+"""A real server (real drivers from their entry points, the real kernel) per test, with its
+own depot, socket, name prefix and network pool so that two runs never collide."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from warden_framework.client import Client
+from warden_framework.config import settings_from_dict
+from warden_framework.testing.server import running_server
+
+TOP = Path(__file__).resolve().parents[2]
+ROOTFS = TOP / "build" / "rootfs"
+WSHD = TOP / "native" / "wshd" / "wshd"
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: containers are made in the real kernel"
+    if not (ROOTFS / "bin" / "bash").exists():
+        return f"no default rootfs at {ROOTFS} (run scripts/bootstrap.sh)"
+    if not os.access(WSHD, os.X_OK):
+        return f"no wshd binary at {WSHD} (run scripts/bootstrap.sh)"
+    return None
+
+
+def server_settings(tmp_path: Path, **overrides):
+    prefix = "wt" + secrets.token_hex(3)
+    subnet = secrets.randbelow(200) + 20
+    data = {
+        "server": {"unix_domain_path": str(tmp_path / "warden.sock"),
+                   "container_depot_path": str(tmp_path / "depot"),
+                   "container_rootfs_path": str(ROOTFS), "wshd_path": str(WSHD),
+                   "name_prefix": prefix, "container_grace_time": None,
+                   "job_output_limit": 100 * 1024},
+        "health_check_server": {"port": None},
+        "network": {"pool_network": f"10.{subnet}.{secrets.randbelow(250)}.0/28", "release_delay": 0},
+        "port": {"pool_start_port": 40000 + secrets.randbelow(20000), "pool_size": 1000},
+        "user": {"pool_start_uid": 700000 + secrets.randbelow(100000), "pool_size": 16},
+        "quota": {"disk_quota_enabled": False},
+        "drivers": {"rootfs": "overlayfs", "exec": "wshd", "limits": "cgroup_v1",
+                    "network": None, "disk": None},
+    }
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return settings_from_dict(data)
+
+
+@pytest.fixture
+def warden(tmp_path):
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    settings = server_settings(tmp_path)
+    with running_server(settings) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(warden):
+    with Client(warden.settings.server.unix_domain_path) as c:
+        yield c
