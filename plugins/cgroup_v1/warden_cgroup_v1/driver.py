@@ -52,6 +52,10 @@ class CgroupV1Driver(LimitsDriver):
         return cgroups.group_paths(self.root, self.prefix, container.id, self.hierarchies)
 
     @hookimpl
+    def teardown_host(self, settings):
+        cgroups.remove_prefix(self.root, self.prefix, self.hierarchies)
+
+    @hookimpl
     def apply_limits(self, container, settings):
         paths = cgroups.create(self.root, self.prefix, container.id, self.hierarchies)
         devices.restrict(paths.devices)
