@@ -34,9 +34,6 @@ def server(tmp_path):
     })
     with running_server(settings, FAKE_DRIVERS) as srv:
         yield srv
-        for c in list(srv.orchestrator.containers.values()):
-            if c.state != "destroyed":
-                srv.call(srv.server.destroy, c)
 
 
 @pytest.fixture
