@@ -61,6 +61,23 @@ def warden(tmp_path):
 
 
 @pytest.fixture
+def warden_net(tmp_path):
+    """A server with the iptables network driver (chains with the run's own prefix)."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    settings = server_settings(tmp_path, drivers={"network": "iptables"})
+    with running_server(settings) as srv:
+        yield srv
+
+
+@pytest.fixture
+def net_client(warden_net):
+    with Client(warden_net.settings.server.unix_domain_path) as c:
+        yield c
+
+
+@pytest.fixture
 def client(warden):
     with Client(warden.settings.server.unix_domain_path) as c:
         yield c
