@@ -11,6 +11,7 @@ import pytest
 
 from warden_framework.client import Client
 from warden_framework.config import settings_from_dict
+from warden_framework.testing.process import ServerProcess
 from warden_framework.testing.server import running_server
 
 TOP = Path(__file__).resolve().parents[2]
@@ -28,7 +29,8 @@ def _missing() -> str | None:
     return None
 
 
-def server_settings(tmp_path: Path, **overrides):
+def server_config(tmp_path: Path, **overrides) -> dict:
+    """A config dict with this run's own socket, depot, name prefix, pools."""
     prefix = "wt" + secrets.token_hex(3)
     subnet = secrets.randbelow(200) + 20
     data = {
@@ -47,7 +49,23 @@ def server_settings(tmp_path: Path, **overrides):
     }
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
-    return settings_from_dict(data)
+    return data
+
+
+def server_settings(tmp_path: Path, **overrides):
+    return settings_from_dict(server_config(tmp_path, **overrides))
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    """A warden-server subprocess with networking; cleaned up completely afterwards."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    srv = ServerProcess(server_config(tmp_path, drivers={"network": "iptables"}), tmp_path)
+    srv.start()
+    yield srv
+    srv.stop_and_clean()
 
 
 @pytest.fixture

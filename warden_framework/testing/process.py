@@ -1,0 +1,86 @@
+"""Run warden-server as a real subprocess (for restart, drain and crash tests, and benchmarks):
+start it on a config, wait until it answers, SIGKILL or SIGUSR2 it, start it again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ..client import Client
+from ..config import Settings, settings_from_dict
+
+
+class ServerProcess:
+    def __init__(self, config: dict, workdir: Path) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.config_path = workdir / "warden.yml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.settings: Settings = settings_from_dict(config)
+        self.socket = self.settings.server.unix_domain_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        log = open(self.workdir / "server.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "warden_framework.server.main", "--config", str(self.config_path)],
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with Client(self.socket) as c:
+                    c.ping()
+                return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"warden-server did not start: {self.log_tail()}")
+                time.sleep(0.02)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = (self.workdir / "server.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: a crash. Containers and jobs stay; recovery must cope."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def drain(self, timeout: float = 60) -> int:
+        """SIGUSR2: drain and exit 0; containers and jobs stay."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR2)
+        return self.proc.wait(timeout)
+
+    def stop_and_clean(self) -> None:
+        """Destroy every container, stop the server, remove host-wide state (chains, groups)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        with Client(self.socket) as c:
+            for handle in c.list().handles:
+                try:
+                    c.destroy(handle=handle)
+                except Exception:
+                    pass
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        from ..server.main import build_orchestrator
+        build_orchestrator(self.settings).hooks.teardown_host(self.settings)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
