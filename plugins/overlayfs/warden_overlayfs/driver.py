@@ -8,13 +8,16 @@ inside the container's own mount namespace, so the host never sees them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from warden_framework import hookimpl
 from warden_framework.drivers import RootfsDriver
-from warden_framework.errors import DriverUnavailable, WardenError
+from warden_framework.errors import DriverError, DriverUnavailable, WardenError
+from warden_rootfs_common import copying, etcfiles, usage
 
-from . import copying, etcfiles, kernel, layers, usage
+from . import kernel, layers
 
 
 class OverlayfsDriver(RootfsDriver):
@@ -37,15 +40,18 @@ class OverlayfsDriver(RootfsDriver):
         for bind in container.binds:
             if not os.path.exists(bind["src"]):
                 raise WardenError(f"Source path for bind mount does not exist: {bind['src']}")
-        paths = layers.create_layers(container.path, lower)
-        etcfiles.write_etc_files(paths.rootfs, container.id, container.container_ip,
-                                 container.host_ip, container.uid,
-                                 dns_servers=settings.network.dns_servers)
+        with _driver_errors(f"making the layers in {container.path}"):
+            paths = layers.create_layers(container.path, lower)
+        with _driver_errors(f"writing /etc files in {paths.rootfs}"):
+            etcfiles.write_etc_files(paths.rootfs, container.id, container.container_ip,
+                                     container.host_ip, container.uid,
+                                     dns_servers=settings.network.dns_servers)
         return {"lower": str(lower)}
 
     @hookimpl
     def teardown_fs(self, container, record):
-        layers.remove_layers(container.path)
+        with _driver_errors(f"removing the layers in {container.path}"):
+            layers.remove_layers(container.path)
 
     @hookimpl
     def copy_in(self, container, src_path, dst_path):
@@ -66,7 +72,7 @@ class OverlayfsDriver(RootfsDriver):
         """Disk usage of the upper layer, when no quota driver reports it."""
         if self.settings.drivers.disk or "rootfs" not in container.records:
             return None
-        used, inodes = usage.upper_usage(container.path)
+        used, inodes = usage.upper_usage(layers.fs_paths(container.path).upper)
         return {"disk_stat": {"bytes_used": used, "inodes_used": inodes}}
 
     @hookimpl
@@ -78,4 +84,17 @@ class OverlayfsDriver(RootfsDriver):
         if not kernel.is_mounted(container.rootfs_dir):
             lower = Path((container.records["rootfs"] or {}).get("lower")
                          or settings.server.container_rootfs_path)
-            layers.create_layers(container.path, lower)
+            with _driver_errors(f"remounting the layers in {container.path}"):
+                layers.create_layers(container.path, lower)
+
+
+@contextmanager
+def _driver_errors(action: str) -> Iterator[None]:
+    """OS-level failures (a mount, mkdir, chown, rmtree, an /etc write) and a rootfs gone
+    since the request was checked reach the client as DriverError saying what failed."""
+    try:
+        yield
+    except (kernel.MountError, layers.RootfsNotFound) as exc:  # their text names the path
+        raise DriverError(f"overlayfs: {exc}") from exc
+    except OSError as exc:
+        raise DriverError(f"overlayfs: {action}: {exc.strerror or exc}") from exc

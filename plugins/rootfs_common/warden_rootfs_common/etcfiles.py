@@ -1,12 +1,13 @@
 """The per-container files under /etc (hostname, hosts, resolv.conf, the vcap user) and
 vcap's home (warden-facts §10.6).
 
-They are written after the overlay is mounted, through the mount, so the overlay copies up
-what they change into the upper dir and the shared lower rootfs is never touched; a lower
-/etc's mode and owner survive, and renumbering a pre-existing vcap can re-own its files
-(copy-up again). Every path is resolved inside the root (inroot.py), so a rootfs whose
-/etc/resolv.conf is a symlink to an absolute path gets the link replaced, not followed.
-The text builders are pure; the writers take the root and every host input as arguments.
+They are written after the union (overlay or aufs) is mounted, through the mount, so the
+union copies up what they change into the upper dir and the shared lower rootfs is never
+touched; a lower /etc's mode and owner survive, and renumbering a pre-existing vcap can
+re-own its files (copy-up again). Every path is resolved inside the root (inroot.py), so a
+rootfs whose /etc/resolv.conf is a symlink to an absolute path gets the link replaced, not
+followed. The text builders are pure; the writers take the root and every host input as
+arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from warden_overlayfs import inroot
+from warden_rootfs_common import inroot
 
 USER = "vcap"
 HOME = "/home/vcap"
@@ -134,7 +135,7 @@ def add_container_user(root: Path, uid: int, gid: int | None = None) -> Containe
     """Give `root` the user and group vcap at uid/gid (gid defaults to uid) and its home.
 
     A vcap already in the rootfs keeps its entry but is renumbered, and every file in the
-    tree owned by its old uid or gid is re-owned (through the overlay: copied up).
+    tree owned by its old uid or gid is re-owned (through the union: copied up).
     """
     gid = uid if gid is None else gid
     with inroot.opened_root(root) as root_fd:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from warden_overlayfs.copying import CopyError, copy_in, copy_out
+from warden_rootfs_common.copying import CopyError, copy_in, copy_out
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership changes need root")
 

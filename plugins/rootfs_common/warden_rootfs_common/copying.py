@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from warden_overlayfs import inroot
-from warden_overlayfs.etcfiles import HOME
+from warden_rootfs_common import inroot
+from warden_rootfs_common.etcfiles import HOME
 
 log = logging.getLogger(__name__)
 

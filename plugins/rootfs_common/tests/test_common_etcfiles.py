@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from warden_overlayfs import etcfiles
+from warden_rootfs_common import etcfiles
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 

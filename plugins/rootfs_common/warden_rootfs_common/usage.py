@@ -1,5 +1,6 @@
 """Disk use of a container's writable layer, for Info's disk_stat when no quota driver
 reports it. Reads the upper dir only; the shared lower rootfs is not the container's use.
+Where the upper dir is belongs to each driver's layers.py.
 """
 
 from __future__ import annotations
@@ -7,17 +8,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from warden_overlayfs.layers import fs_paths
-
 BLOCK = 512  # st_blocks unit, whatever the filesystem's block size
 
 
-def upper_usage(container_dir: Path) -> tuple[int, int]:
-    """(bytes allocated, inodes) in the container's upper dir, hard links counted once.
+def upper_usage(upper: Path) -> tuple[int, int]:
+    """(bytes allocated, inodes) in the container's upper dir `upper`, hard links counted once.
 
     Whiteouts and the upper dir itself are inodes too. A missing upper dir is (0, 0).
     """
-    upper = fs_paths(container_dir).upper
     try:
         top = os.lstat(upper)
     except FileNotFoundError:

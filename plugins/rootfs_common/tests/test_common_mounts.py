@@ -1,0 +1,103 @@
+"""mounts: the mountinfo table, unmount and openat2; mounts made with tmpfs on the real kernel."""
+
+import ctypes
+import errno
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from warden_rootfs_common import mounts
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="mount needs root")
+
+
+def _mount_tmpfs(target: Path) -> None:
+    if mounts.libc().mount(b"tmpfs", os.fsencode(target), b"tmpfs", 0, b"size=1m") != 0:
+        err = ctypes.get_errno()
+        raise mounts.MountError(err, "mount tmpfs on", target)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """Mounts tmpfs on the paths it is given; everything under tmp_path is unmounted after."""
+    def mount(target: Path) -> Path:
+        target.mkdir(parents=True, exist_ok=True)
+        _mount_tmpfs(target)
+        return target
+
+    yield mount
+    for _ in range(4):
+        for point in mounts.mounts_under(tmp_path):
+            mounts.unmount(Path(point))
+    assert not mounts.mounts_under(tmp_path), f"mounts left under {tmp_path}"
+
+
+def test_mount_points_unescapes_octal_fields(tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 0:21 / / rw - ext4 /dev/vda1 rw\n"
+        r"40 22 0:35 / /var/with\040space\011tab\134back rw - tmpfs tmpfs rw" "\n")
+    assert mounts.mount_points(str(info)) == ["/", "/var/with space\ttab\\back"]
+
+
+def test_mount_error_text_names_action_target_reason_and_hint() -> None:
+    err = mounts.MountError(errno.ENODEV, "mount overlay on", "/x", "modprobe overlay")
+    assert str(err) == "mount overlay on /x: No such device (modprobe overlay)"
+    assert isinstance(err, OSError) and err.errno == errno.ENODEV
+    assert str(mounts.MountError(errno.EBUSY, "unmount", Path("/y"))) == \
+        "unmount /y: Device or resource busy"
+
+
+@pytest.mark.integration
+@root_only
+def test_unmount_is_idempotent_with_a_space_in_the_path(tmpfs, tmp_path: Path) -> None:
+    target = tmpfs(tmp_path / "with space")  # mountinfo writes it as \040
+    assert mounts.is_mounted(target)
+    mounts.unmount(target)
+    assert not mounts.is_mounted(target)
+    mounts.unmount(target)
+    mounts.unmount(target / "never-existed")
+
+
+@pytest.mark.integration
+@root_only
+def test_unmount_of_a_busy_mount_detaches_it(tmpfs, tmp_path: Path) -> None:
+    target = tmpfs(tmp_path / "t")
+    (target / "f").write_text("still readable")
+    fd = os.open(target / "f", os.O_RDONLY)
+    try:
+        mounts.unmount(target)
+        assert not mounts.is_mounted(target)
+        assert os.read(fd, 5) == b"still"
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.integration
+@root_only
+def test_mounts_under_lists_deepest_first(tmpfs, tmp_path: Path) -> None:
+    outer = tmpfs(tmp_path / "t")
+    inner = tmpfs(outer / "data")
+    tmpfs(tmp_path / "t-sibling")  # shares the prefix, is not below
+    assert mounts.mounts_under(outer) == [str(inner), str(outer)]
+
+
+def test_open_in_root_cannot_leave_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "marker").write_text("inside")
+    (root / "abs").symlink_to("/etc")
+    (root / "up").symlink_to("../../../../../../../etc")
+    (root / "self").symlink_to("/proc/self/root/etc")
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for path in ("/abs/marker", "up/marker", "/../../etc/marker"):
+            fd = mounts.open_in_root(root_fd, path, os.O_RDONLY)
+            with os.fdopen(fd) as f:
+                assert f.read() == "inside", path
+        with pytest.raises(OSError):  # /proc magic links refused (or absent in the root)
+            mounts.open_in_root(root_fd, "/self/marker", os.O_RDONLY)
+    finally:
+        os.close(root_fd)
