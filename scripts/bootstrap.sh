@@ -9,7 +9,7 @@ cd "$top"
 [ "$(id -u)" = 0 ] || { echo "bootstrap: must run as root (containers need it)" >&2; exit 1; }
 
 apt_packages=(busybox-static bash iptables iproute2 gcc make libc6-dev e2fsprogs btrfs-progs
-              quota kmod cpio qemu-system-x86 linux-image-amd64 tar)
+              quota kmod cpio qemu-system-x86 linux-image-amd64 tar python3)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

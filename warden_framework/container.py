@@ -74,6 +74,7 @@ class Container:
     cpu_shares: int | None = None
     bandwidth: list[int] | None = None
     jobs: dict[int, Job] = field(default_factory=dict)
+    destroying: bool = False
 
     # paths inside the container directory (DESIGN: "A container on disk")
     @property
@@ -119,6 +120,7 @@ class Container:
                 "limit_cpu": self.cpu_shares, "bandwidth": self.bandwidth,
             },
             "rootfs": self.rootfs_request, "bind_mounts": self.binds, "records": self.records,
+            "destroying": self.destroying,
         }
 
     @classmethod

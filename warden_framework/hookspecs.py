@@ -61,8 +61,8 @@ def teardown_host(settings: Settings) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Create. pre_create, then the steps in orchestrator.CREATE_STEPS order: setup_fs, setup_init,
-# apply_limits, setup_disk, setup_net, start_init. If a step raises, the teardown of that step
+# Create. pre_create, then the steps in orchestrator.CREATE_STEPS order: setup_disk, setup_fs,
+# setup_init, apply_limits, setup_net, start_init. If a step raises, the teardown of that step
 # and of every earlier one runs in reverse and the client gets the first error.
 # ---------------------------------------------------------------------------------------------
 
@@ -82,9 +82,10 @@ def pre_create(container: Container, request: Any, settings: Settings) -> None:
 def setup_fs(container: Container, settings: Settings) -> dict:
     """Make the container's root filesystem at container.rootfs_dir, with its /etc files.
 
-    Called: first step of create.
-    May assume: container.path exists and is empty but for snapshot.json; the rootfs request
-    field (if any) is container.rootfs_request.
+    Called: after setup_disk (first step when no disk driver is configured).
+    May assume: container.path exists; the rootfs request field (if any) is
+    container.rootfs_request; container.records.get("disk") may name a volume
+    ({"subvolume": path}) that the writable layer should live in.
     Returns: a record naming what was made (lower dir, upper dir, bind mounts).
     On failure: raise WardenError (`rootfs <path> not found`, ...). Partial work may remain;
     teardown_fs removes it.
@@ -162,8 +163,9 @@ def release_limits(container: Container, record: dict | None) -> None:
 def setup_disk(container: Container, settings: Settings) -> dict:
     """Give the container its disk quota bookkeeping (reset the uid's quota, make a subvolume).
 
-    Called: after apply_limits, only when a disk driver is configured.
-    May assume: the filesystem is set up; container.uid is reserved for it.
+    Called: first step of create, only when a disk driver is configured.
+    May assume: container.path exists; container.uid is reserved for it. The root
+    filesystem does not exist yet, so a driver may give it a volume to live in.
     Returns: a record of what was made.
     On failure: raise DriverError; teardown_disk undoes partial work.
     """
@@ -184,7 +186,7 @@ def teardown_disk(container: Container, record: dict | None) -> None:
 def setup_net(container: Container, settings: Settings) -> dict:
     """Connect the container to the host: veth pair, addresses, filter and NAT chains.
 
-    Called: after apply_limits (and setup_disk), before start_init.
+    Called: after apply_limits, before start_init.
     May assume: the init holds the network namespace (container.records["exec"]["pid"]);
     container.network is the /30 reserved for it; no object named after its id exists.
     Returns: a record naming everything made.

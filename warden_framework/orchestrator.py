@@ -26,16 +26,17 @@ log = logging.getLogger(__name__)
 
 # (subsystem, setup hook, teardown hook) in create order. Each record is on disk before the
 # next step starts, so a server killed at any line can still tear the container down.
+# The disk step comes first: a quota driver may give the rootfs its own volume (btrfs).
 CREATE_STEPS = (
+    ("disk", "setup_disk", "teardown_disk"),
     ("rootfs", "setup_fs", "teardown_fs"),
     ("exec", "setup_init", "teardown_init"),
     ("limits", "apply_limits", "release_limits"),
-    ("disk", "setup_disk", "teardown_disk"),
     ("network", "setup_net", "teardown_net"),
 )
 # Teardown is the reverse of create except that the init (and so every process) must be gone
 # before its cgroups can be removed.
-TEARDOWN_ORDER = ("network", "disk", "exec", "limits", "rootfs")
+TEARDOWN_ORDER = ("network", "exec", "limits", "rootfs", "disk")
 STOP_TIMEOUT = 10.0
 OUT_OF_MEMORY = "out of memory"
 OUTPUT_EXCEEDED = "command exceeded maximum output"
@@ -155,8 +156,11 @@ class Orchestrator:
                 self.stop(container, kill=False)
             except Exception as exc:
                 log.warning("stop before destroy of %s: %s", container.id, exc)
+        container.destroying = True  # a crash from here on: recovery finishes the destroy
+        self.write_snapshot(container)
         errors = self._teardown(container)
         if errors:
+            container.destroying = False
             self.write_snapshot(container)
             raise errors[0] if isinstance(errors[0], WardenError) else WardenError(str(errors[0]))
         for job in container.jobs.values():
@@ -320,8 +324,9 @@ class Orchestrator:
 
     def _recover_one(self, path: Path) -> Container | None:
         data = snapshots.read_snapshot(path)
-        if data is None or data["state"] not in (ACTIVE, STOPPED):
-            reason = "no readable snapshot" if data is None else f"state {data['state']}"
+        if data is None or data["state"] not in (ACTIVE, STOPPED) or data.get("destroying"):
+            reason = "no readable snapshot" if data is None else (
+                "destroy was under way" if data.get("destroying") else f"state {data['state']}")
             self._clean_dead(path, data, reason)
             return None
         container = Container.from_dict(data, path)

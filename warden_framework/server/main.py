@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         setup_logging(settings.logging.level, settings.logging.file)
         raise_nofile_limit()
-        orchestrator = build_orchestrator(settings)
+        # Test-only fault injection, off unless WARDEN_TEST_FAULT is set (testing/faults.py).
+        from ..testing.faults import from_environment
+        orchestrator = build_orchestrator(settings, extra_plugins=from_environment())
     except (ConfigError, DriverUnavailable) as exc:
         print(f"warden-server: {exc}", file=sys.stderr)
         return 2

@@ -14,9 +14,11 @@ from ..server.main import build_orchestrator, serve
 
 
 class ServerThread:
-    def __init__(self, settings: Settings, overrides: dict[str, type[Driver]] | None = None) -> None:
+    def __init__(self, settings: Settings, overrides: dict[str, type[Driver]] | None = None,
+                 extra_plugins: list | None = None) -> None:
         self.settings = settings
-        self.orchestrator = build_orchestrator(settings, overrides, load_entry_points=False)
+        self.orchestrator = build_orchestrator(settings, overrides, extra_plugins,
+                                               load_entry_points=False)
         self.server: WardenServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -63,10 +65,10 @@ class ServerThread:
 
 
 @contextmanager
-def running_server(settings: Settings, overrides=None) -> Iterator[ServerThread]:
+def running_server(settings: Settings, overrides=None, extra_plugins=None) -> Iterator[ServerThread]:
     """A started server; on exit every container is destroyed, the server stops and the
     host-wide state (parent cgroups, chains) is removed, so a test leaves nothing behind."""
-    thread = ServerThread(settings, overrides).start()
+    thread = ServerThread(settings, overrides, extra_plugins).start()
     try:
         yield thread
     finally:

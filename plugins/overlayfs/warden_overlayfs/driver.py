@@ -41,7 +41,7 @@ class OverlayfsDriver(RootfsDriver):
             if not os.path.exists(bind["src"]):
                 raise WardenError(f"Source path for bind mount does not exist: {bind['src']}")
         with _driver_errors(f"making the layers in {container.path}"):
-            paths = layers.create_layers(container.path, lower)
+            paths = layers.create_layers(container.path, lower, _layer_dir(container))
         with _driver_errors(f"writing /etc files in {paths.rootfs}"):
             etcfiles.write_etc_files(paths.rootfs, container.id, container.container_ip,
                                      container.host_ip, container.uid,
@@ -51,7 +51,7 @@ class OverlayfsDriver(RootfsDriver):
     @hookimpl
     def teardown_fs(self, container, record):
         with _driver_errors(f"removing the layers in {container.path}"):
-            layers.remove_layers(container.path)
+            layers.remove_layers(container.path, _layer_dir(container))
 
     @hookimpl
     def copy_in(self, container, src_path, dst_path):
@@ -72,7 +72,7 @@ class OverlayfsDriver(RootfsDriver):
         """Disk usage of the upper layer, when no quota driver reports it."""
         if self.settings.drivers.disk or "rootfs" not in container.records:
             return None
-        used, inodes = usage.upper_usage(layers.fs_paths(container.path).upper)
+        used, inodes = usage.upper_usage(layers.fs_paths(container.path, _layer_dir(container)).upper)
         return {"disk_stat": {"bytes_used": used, "inodes_used": inodes}}
 
     @hookimpl
@@ -85,7 +85,13 @@ class OverlayfsDriver(RootfsDriver):
             lower = Path((container.records["rootfs"] or {}).get("lower")
                          or settings.server.container_rootfs_path)
             with _driver_errors(f"remounting the layers in {container.path}"):
-                layers.create_layers(container.path, lower)
+                layers.create_layers(container.path, lower, _layer_dir(container))
+
+
+def _layer_dir(container) -> Path | None:
+    """The volume a disk driver made for this container's writable layer, if any."""
+    subvolume = (container.records.get("disk") or {}).get("subvolume")
+    return Path(subvolume) if subvolume else None
 
 
 @contextmanager

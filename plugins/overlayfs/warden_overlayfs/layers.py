@@ -36,10 +36,12 @@ class FsPaths:
     rootfs: Path
 
 
-def fs_paths(container_dir: Path) -> FsPaths:
-    """The layer paths of `container_dir` (derived from the directory alone, no I/O)."""
+def fs_paths(container_dir: Path, layer_dir: Path | None = None) -> FsPaths:
+    """The layer paths of `container_dir` (no I/O). upper/ and work/ live in `layer_dir` when
+    given: a volume a quota driver made for this container (a btrfs subvolume)."""
     c = Path(container_dir)
-    return FsPaths(upper=c / UPPER, work=c / WORK, rootfs=c / ROOTFS)
+    layers = Path(layer_dir) if layer_dir else c
+    return FsPaths(upper=layers / UPPER, work=layers / WORK, rootfs=c / ROOTFS)
 
 
 def check_rootfs(path: Path | str) -> Path:
@@ -49,7 +51,7 @@ def check_rootfs(path: Path | str) -> Path:
     return Path(path).resolve()
 
 
-def create_layers(container_dir: Path, lower: Path | str) -> FsPaths:
+def create_layers(container_dir: Path, lower: Path | str, layer_dir: Path | None = None) -> FsPaths:
     """Make upper/work/rootfs under `container_dir` and mount the overlay on rootfs.
 
     A new upper dir takes the lower root's mode and owner, since the merged "/" shows the
@@ -57,7 +59,7 @@ def create_layers(container_dir: Path, lower: Path | str) -> FsPaths:
     gone (after a reboot). On failure the dirs made here are removed; reused ones stay.
     """
     lower_dir = check_rootfs(lower)
-    paths = fs_paths(container_dir)
+    paths = fs_paths(container_dir, layer_dir)
     if kernel.is_mounted(paths.rootfs):
         raise kernel.MountError(errno.EBUSY, "mount overlay on", paths.rootfs)
     made: list[Path] = []
@@ -90,13 +92,13 @@ def _undo_create(made: list[Path]) -> None:
             log.exception("overlayfs: removing %s after a failed create", path)
 
 
-def remove_layers(container_dir: Path) -> None:
+def remove_layers(container_dir: Path, layer_dir: Path | None = None) -> None:
     """Unmount everything at or below the layer dirs, then delete them.
 
     Idempotent and safe on a half-created container dir; leaves `container_dir` itself.
     Nothing is deleted while anything is still mounted below it.
     """
-    paths = fs_paths(container_dir)
+    paths = fs_paths(container_dir, layer_dir)
     dirs = (paths.rootfs, paths.upper, paths.work)
     for _ in range(_UNMOUNT_ROUNDS):
         points = [p for d in dirs for p in kernel.mounts_under(d)]

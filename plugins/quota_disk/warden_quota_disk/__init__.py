@@ -1,0 +1,1 @@
+"""Disk quota drivers: `setquota` (vfs user quotas) and `btrfs` (qgroups)."""
