@@ -26,11 +26,11 @@ class ServerProcess:
         self.socket = self.settings.server.unix_domain_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30) -> ServerProcess:
+    def start(self, timeout: float = 30, env: dict[str, str] | None = None) -> ServerProcess:
         log = open(self.workdir / "server.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "warden_framework.server.main", "--config", str(self.config_path)],
-            stdout=log, stderr=log, start_new_session=True)
+            stdout=log, stderr=log, start_new_session=True, env={**os.environ, **(env or {})})
         log.close()
         deadline = time.monotonic() + timeout
         while True:
