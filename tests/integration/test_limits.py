@@ -1,0 +1,58 @@
+"""Memory limits with OOM events and cpu shares through the server (facts §4.7, §5.6, §5.7)."""
+
+import time
+
+from warden_framework.client import Client
+
+
+def wait_for(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_job_past_memory_limit_is_killed_and_container_stopped(client):
+    h = client.create().handle
+    client.limit_memory(handle=h, limit_in_bytes=32 * 1024 * 1024)
+    resp = client.run(handle=h, script=b"head -c 100m /dev/zero | tail > /dev/null")
+    assert resp.exit_status != 0
+    wait_for(lambda: client.info(handle=h).state == "stopped")
+    assert "out of memory" in list(client.info(handle=h).events)
+
+
+def test_dev_shm_counts_against_the_limit(client):
+    h = client.create().handle
+    client.limit_memory(handle=h, limit_in_bytes=32 * 1024 * 1024)
+    assert client.run(handle=h, script=b"dd if=/dev/zero of=/dev/shm/f bs=1M count=16").exit_status == 0
+    assert client.info(handle=h).state == "active"
+    client.run(handle=h, script=b"dd if=/dev/zero of=/dev/shm/g bs=1M count=40")
+    wait_for(lambda: "out of memory" in list(client.info(handle=h).events))
+
+
+def test_limit_below_usage_is_refused_and_kept(client):
+    h = client.create().handle
+    client.limit_memory(handle=h, limit_in_bytes=64 * 1024 * 1024)
+    client.spawn(handle=h, script=b"dd if=/dev/zero of=/dev/shm/f bs=1M count=24; sleep 100")
+    wait_for(lambda: client.info(handle=h).memory_stat.cache >= 20 * 1024 * 1024)
+    try:
+        client.limit_memory(handle=h, limit_in_bytes=4 * 1024 * 1024)
+    except Exception as exc:
+        assert "Failed setting memory limit" in str(exc)
+    else:
+        raise AssertionError("a limit below usage was accepted")
+    assert client.limit_memory(handle=h).limit_in_bytes == 64 * 1024 * 1024
+
+
+def test_oom_watch_survives_restart(server_process):
+    srv = server_process
+    with Client(srv.socket) as c:
+        h = c.create().handle
+        c.limit_memory(handle=h, limit_in_bytes=32 * 1024 * 1024)
+    srv.kill()
+    srv.start()
+    with Client(srv.socket) as c:
+        c.run(handle=h, script=b"head -c 100m /dev/zero | tail > /dev/null")
+        wait_for(lambda: c.info(handle=h).state == "stopped")
+        assert "out of memory" in list(c.info(handle=h).events)
+        assert c.limit_memory(handle=h).limit_in_bytes == 32 * 1024 * 1024
