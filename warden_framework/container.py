@@ -75,6 +75,8 @@ class Container:
     bandwidth: list[int] | None = None
     jobs: dict[int, Job] = field(default_factory=dict)
     destroying: bool = False
+    # Info taken just before destroy, answered to links that complete afterwards (facts §4.6).
+    obituary: Any = field(default=None, repr=False, compare=False)
 
     # paths inside the container directory (DESIGN: "A container on disk")
     @property

@@ -158,3 +158,23 @@ def test_destroy_leaves_nothing(client, warden):
     assert not os.path.exists(path)
     with pytest.raises(ServerError, match="^unknown handle$"):
         client.info(handle=h)
+
+
+def test_pending_link_answered_with_obituary_on_destroy(client, warden):
+    import threading
+    h = client.create().handle
+    job = client.spawn(handle=h, script=b"sleep 100").job_id
+    result = {}
+
+    def link():
+        with Client(warden.settings.server.unix_domain_path) as other:
+            result["resp"] = other.link(handle=h, job_id=job)
+
+    waiter = threading.Thread(target=link)
+    waiter.start()
+    time.sleep(0.2)  # let the link reach the server before the destroy
+    client.destroy(handle=h)
+    waiter.join(30)
+    resp = result["resp"]
+    assert resp.exit_status == 255
+    assert resp.info.state in ("active", "stopped")  # the info taken just before destroy

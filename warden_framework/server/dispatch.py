@@ -93,14 +93,14 @@ class Dispatcher:
             return await self.server.blocking(fn, *args)
 
     async def info_of(self, container: Container) -> pb.InfoResponse:
-        if container.state == DESTROYED:
-            return container.obituary if getattr(container, "obituary", None) else pb.InfoResponse()
-        try:
-            return info_response(await self.locked(container, self.orch.info, container))
-        except WardenError:
-            if container.state == DESTROYED and getattr(container, "obituary", None):
-                return container.obituary
-            raise
+        """Fresh info, or the obituary once the container is (being) destroyed."""
+        if container.state != DESTROYED:
+            try:
+                return info_response(await self.locked(container, self.orch.info, container))
+            except WardenError:
+                if container.state != DESTROYED:
+                    raise
+        return container.obituary or pb.InfoResponse()
 
     # -- no container --------------------------------------------------------------------
     async def on_ping(self, conn, req):
