@@ -120,13 +120,11 @@ class WardenServer:
 
     async def _supervise_job(self, container: Container, job: Job) -> None:
         limit = self.settings.server.job_output_limit
-        while not job.done:
+        finished = asyncio.ensure_future(job.wait())  # one waiter for the job's whole life
+        while not finished.done():
             if not job.discard_output and job.output_size() > limit:
                 await self.blocking(self.orchestrator.enforce_output_limit, container, job)
-                break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(job.wait()), OUTPUT_CHECK_INTERVAL)
-        await job.wait()
+            await asyncio.wait({finished}, timeout=OUTPUT_CHECK_INTERVAL)
         await self.locked_call(container, self.orchestrator.write_snapshot, container)
 
     async def destroy(self, container: Container) -> None:
