@@ -75,6 +75,9 @@ async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Ev
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="warden-server", description=__doc__)
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config file")
+    parser.add_argument("--teardown-host", action="store_true",
+                        help="remove the host-wide state (chains, parent cgroups) and exit; "
+                             "refused while the depot holds containers")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -86,7 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DriverUnavailable) as exc:
         print(f"warden-server: {exc}", file=sys.stderr)
         return 2
+    if args.teardown_host:
+        return teardown_host(settings, orchestrator)
     return asyncio.run(serve(settings, orchestrator))
+
+
+def teardown_host(settings: Settings, orchestrator: Orchestrator) -> int:
+    left = sorted(p.name for p in settings.depot.iterdir()) if settings.depot.is_dir() else []
+    if left:
+        print(f"warden-server: {settings.depot} still holds containers: {', '.join(left)}; "
+              f"destroy them first", file=sys.stderr)
+        return 1
+    orchestrator.hooks.teardown_host(settings)
+    return 0
 
 
 if __name__ == "__main__":
