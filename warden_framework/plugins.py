@@ -136,5 +136,5 @@ class Hooks:
 
 def hook_names() -> list[str]:
     """Every hookspec name, in declaration order."""
-    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-            if getattr(fn, "warden_spec", None) is not None]
+    return [name for name, fn in vars(hookspecs).items()
+            if inspect.isfunction(fn) and getattr(fn, "warden_spec", None) is not None]

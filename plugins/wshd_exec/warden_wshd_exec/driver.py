@@ -55,7 +55,7 @@ class WshdDriver(ExecDriver):
         try:
             launch = start_wshd(self.binary, container.run_dir, container.rootfs_dir,
                                 container.id, binds)
-        except WshdError as exc:
+        except (WshdError, OSError) as exc:
             raise DriverError(f"start wshd for {container.id}: {exc}") from exc
         self._launches[container.id] = launch
         return {"pid": launch.pid}

@@ -57,13 +57,21 @@ def _is_zombie(pid: int) -> bool:
 
 
 def stop_all(init_pid: int, kill: bool, timeout: float) -> list[int]:
-    """TERM every process but init, KILL what is left after `timeout`; return survivors."""
+    """TERM every process but init, KILL what is left after `timeout`; return survivors.
+
+    KILL is repeated until nothing is left: a process may fork between one listing and the
+    signal, and its child would escape a single round.
+    """
     if not kill:
         _signal(members(init_pid), signal.SIGTERM)
         if not _wait_gone(init_pid, time.monotonic() + timeout):
             return []
-    _signal(members(init_pid), signal.SIGKILL)
-    return _wait_gone(init_pid, time.monotonic() + 5)
+    deadline = time.monotonic() + 5
+    while True:
+        _signal(members(init_pid), signal.SIGKILL)
+        left = _wait_gone(init_pid, min(deadline, time.monotonic() + 0.05))
+        if not left or time.monotonic() >= deadline:
+            return left
 
 
 def kill_init(init_pid: int, timeout: float = 10) -> bool:
