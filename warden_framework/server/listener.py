@@ -17,7 +17,8 @@ from ..container import DESTROYED, Container
 from ..errors import WardenError
 from ..jobs import Job
 from ..orchestrator import Orchestrator
-from ..protocol import FrameDecoder, ProtocolError, decode_message, error_response, frame_message
+from ..protocol import (FrameDecoder, FrameError, ProtocolError, decode_message, error_response,
+                        frame_message)
 from .dispatch import LONG_WAITS, Dispatcher, info_response
 from .grace import References
 
@@ -174,18 +175,8 @@ class WardenServer:
         conn.task = asyncio.current_task()
         self.connections.add(conn)
         self.references.connect(conn, self.orchestrator.handles())
-        decoder = FrameDecoder(max_frame=self.settings.server.max_frame_bytes)
         try:
-            while not conn.draining:
-                data = await reader.read(READ_SIZE)
-                if not data:
-                    break
-                frames = decoder.feed(data)
-                for frame in frames:
-                    request = decode_message(frame)
-                    await self._answer(conn, request)
-                    if conn.draining:
-                        break
+            await self._read_requests(conn, reader)
         except ProtocolError as exc:
             log.warning("connection %d: bad input: %s", conn.id, exc)
             with contextlib.suppress(Exception):
@@ -201,6 +192,25 @@ class WardenServer:
                 await writer.wait_closed()
             if self.draining and not self.connections:
                 self._drained.set()
+
+    async def _read_requests(self, conn: Connection, reader: asyncio.StreamReader) -> None:
+        """Answer every complete frame in arrival order until EOF or drain. A bad frame raises
+        ProtocolError, but only after the frames that came before it have been answered."""
+        decoder = FrameDecoder(max_frame=self.settings.server.max_frame_bytes)
+        while not conn.draining:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                return
+            try:
+                frames, bad = decoder.feed(data), None
+            except FrameError as exc:
+                frames, bad = exc.frames, exc
+            for frame in frames:
+                await self._answer(conn, decode_message(frame))
+                if conn.draining:
+                    return
+            if bad is not None:
+                raise bad
 
     async def _answer(self, conn: Connection, request: Any) -> None:
         conn.current = type(request).__name__
