@@ -189,6 +189,24 @@ def test_hook_teardown_fs_reports_a_mount_it_cannot_remove(
     fake_kernel.mounted.clear()
 
 
+@root_only
+def test_hook_setup_fs_puts_the_upper_branch_in_the_disk_drivers_volume(
+        fake_kernel, driver, settings, container: Container, lower: Path,
+        tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    container.records["disk"] = {"subvolume": str(volume)}
+    container.records["rootfs"] = record = driver.setup_fs(container=container, settings=settings)
+    c = container.path
+    assert fake_kernel.mounts()[0][5] == b"br:%s/upper=rw:%s=ro+wh,xino=%s/xino" % (
+        os.fsencode(volume), os.fsencode(lower), os.fsencode(c))
+    assert record == {"lower": str(lower), "upper": str(volume / "upper")}
+    assert os.listdir(c) == ["rootfs"]
+    assert (container.rootfs_dir / "etc" / "hostname").read_text() == "0123456789a\n"
+    driver.teardown_fs(container=container, record=record)
+    assert os.listdir(c) == [] and os.listdir(volume) == []
+
+
 # ---- recovery ---------------------------------------------------------------------------
 
 @root_only

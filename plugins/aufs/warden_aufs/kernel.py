@@ -1,7 +1,7 @@
 """The aufs plugin's kernel seam: mount(2) and what /proc says about filesystems here, and
-unmount and the mount table re-exported from warden_rootfs_common.mounts, so that layers.py
-calls, and unit tests replace with a recording fake, this one module. openat2 (copying, /etc
-files) is warden_rootfs_common's own business.
+unmount and the mount table re-exported from warden_rootfs_common.mounts, so that layers.py and
+the driver's inherited hooks call, and unit tests replace with a recording fake, this one
+module. openat2 (copying, /etc files) is warden_rootfs_common's own business.
 
 No `mount` process is ever run (so no mount.aufs/auplink helper either).
 """
@@ -13,12 +13,11 @@ import errno
 import os
 from pathlib import Path
 
-from warden_rootfs_common.mounts import MountError, is_mounted, libc, mounts_under, unmount
+from warden_rootfs_common.mounts import (PROC_FILESYSTEMS, MountError, is_mounted, libc,
+                                         mounts_under, unmount)
 
 __all__ = ["PROC_FILESYSTEMS", "MountError", "has_filesystem", "is_mounted", "mount",
            "mounts_under", "unmount"]
-
-PROC_FILESYSTEMS = Path("/proc/filesystems")
 
 
 def has_filesystem(name: str, proc_filesystems: Path = PROC_FILESYSTEMS) -> bool:

@@ -11,7 +11,8 @@ import pytest
 from warden_framework.config import settings_from_dict
 from warden_framework.container import Container
 from warden_framework.errors import DriverError, WardenError
-from warden_overlayfs import kernel, layers
+from warden_overlayfs import kernel
+from warden_rootfs_common import layers as shared_layers
 from warden_overlayfs.driver import OverlayfsDriver
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="mount needs root")
@@ -95,7 +96,7 @@ def test_teardown_fs_reports_a_layer_it_cannot_delete(driver, container: Contain
     def refuse(path: Path) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
-    monkeypatch.setattr(layers, "_remove_tree", refuse)
+    monkeypatch.setattr(shared_layers, "remove_tree", refuse)
     with pytest.raises(DriverError) as info:
         driver.teardown_fs(container=container, record=None)
     assert str(info.value) == (f"overlayfs: removing the layers in {container.path}: "
@@ -109,3 +110,22 @@ def test_recover_reports_a_rootfs_gone_since_create_as_a_driver_error(
     with pytest.raises(DriverError,
                        match=f"^overlayfs: rootfs {tmp_path / 'gone'} not found$"):
         driver.recover(container=container, settings=settings)
+
+
+@pytest.mark.integration
+@root_only
+def test_setup_fs_puts_upper_and_work_in_the_disk_drivers_volume(
+        driver, settings, container: Container, lower: Path, tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    container.records["disk"] = {"subvolume": str(volume)}
+    record = driver.setup_fs(container=container, settings=settings)
+    try:
+        assert record == {"lower": str(lower)}
+        assert sorted(os.listdir(volume)) == ["upper", "work"]
+        assert os.listdir(container.path) == ["rootfs"]
+        assert (volume / "upper" / "etc" / "hostname").read_text() == "0123456789b\n"
+    finally:
+        driver.teardown_fs(container=container, record=record)
+    assert os.listdir(volume) == [] and os.listdir(container.path) == []
+    assert not kernel.mounts_under(container.path)

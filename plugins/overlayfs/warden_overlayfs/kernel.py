@@ -1,6 +1,7 @@
 """The overlayfs plugin's kernel seam: the overlay mount(2) here, and unmount and the mount
-table re-exported from warden_rootfs_common.mounts, so that layers.py calls, and tests replace,
-this one module. openat2 (copying, /etc files) is warden_rootfs_common's own business.
+table re-exported from warden_rootfs_common.mounts, so that layers.py and the driver's inherited
+hooks call, and tests replace, this one module. openat2 (copying, /etc files) is
+warden_rootfs_common's own business.
 
 No `mount` process is ever run.
 """

@@ -1,5 +1,5 @@
 """What the rootfs drivers share of the kernel: libc through ctypes, the mount table of
-/proc/self/mountinfo, umount2(2) and openat2(2), and MountError.
+/proc/self/mountinfo, umount2(2) and openat2(2), MountError, and where /proc/filesystems is.
 
 Not the mount(2) calls themselves: each driver's kernel.py makes its own (and re-exports these
 names, so its kernel.py stays the one seam its tests replace). Mount state is the caller's mount
@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 MOUNTINFO = "/proc/self/mountinfo"
+PROC_FILESYSTEMS = Path("/proc/filesystems")  # each driver's check_host reads it its own way
 
 MNT_DETACH = 0x2
 UMOUNT_NOFOLLOW = 0x8
