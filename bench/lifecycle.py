@@ -1,4 +1,5 @@
-"""Latency of create, run `true` and destroy through the client, over N rounds.
+"""Our server alone: latency of create, run `true` and destroy through the client, over N
+rounds, step by step (bench.compare measures against runc and crun).
 
     sudo .venv/bin/python -m bench.lifecycle --rounds 50 [--no-network] [--json out.json]
 """
@@ -7,17 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 from warden_framework.client import Client
 
-from .server import bench_server
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+from .report import summary_ms
+from .warden import bench_server
 
 
 def measure(sock: str, rounds: int) -> dict[str, list[float]]:
@@ -39,15 +35,15 @@ def measure(sock: str, rounds: int) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--no-network", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
-    with bench_server(network=not args.no_network) as sock:
-        times = measure(sock, args.rounds)
-    table = {name: {"median_ms": statistics.median(v) * 1e3, "p90_ms": percentile(v, 90) * 1e3,
-                    "rounds": len(v)} for name, v in times.items()}
+    with bench_server(network=not args.no_network) as server:
+        times = measure(server.socket, args.rounds)
+    table = {name: summary_ms(v) for name, v in times.items()}
     print(f"{'step':<10} {'median ms':>10} {'p90 ms':>10}  (rounds={args.rounds}, "
           f"network={'off' if args.no_network else 'on'})")
     for name, row in table.items():

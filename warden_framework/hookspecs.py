@@ -199,7 +199,8 @@ def setup_net(container: Container, settings: Settings) -> dict:
 def teardown_net(container: Container, record: dict | None) -> None:
     """Remove what setup_net made for this container.
 
-    Called: on destroy; on rollback; by recovery for a dead container (record may be None).
+    Called: on destroy; on rollback; by recovery for a dead container (record may be None);
+    after teardown_init, so the init that held the network namespace is normally dead.
     May assume: nothing. The veth, the chains, or both may be missing.
     Returns: None. Calling it twice is harmless.
     On failure: raise only if an object exists and cannot be removed; name it.

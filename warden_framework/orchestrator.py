@@ -34,9 +34,11 @@ CREATE_STEPS = (
     ("limits", "apply_limits", "release_limits"),
     ("network", "setup_net", "teardown_net"),
 )
-# Teardown is the reverse of create except that the init (and so every process) must be gone
-# before its cgroups can be removed.
-TEARDOWN_ORDER = ("network", "exec", "limits", "rootfs", "disk")
+# Teardown is the reverse of create except that the init (and so every process) goes first:
+# its cgroups cannot be removed while it lives, and once it is gone its network namespace
+# dies and takes the veth pair with it in ~1 ms, where deleting a live veth waits ~18 ms on
+# RCU in the kernel (bench/profile.py).
+TEARDOWN_ORDER = ("exec", "network", "limits", "rootfs", "disk")
 STOP_TIMEOUT = 10.0
 OUT_OF_MEMORY = "out of memory"
 OUTPUT_EXCEEDED = "command exceeded maximum output"

@@ -51,7 +51,7 @@ def test_failed_step_rolls_back_started_steps(orch, failing):
     teardown = {"setup_net": "teardown_net", "setup_disk": "teardown_disk",
                 "setup_init": "teardown_init", "apply_limits": "release_limits",
                 "setup_fs": "teardown_fs"}
-    expected = [teardown[s] for s in ("setup_net", "setup_init", "apply_limits", "setup_fs",
+    expected = [teardown[s] for s in ("setup_init", "setup_net", "apply_limits", "setup_fs",
                                       "setup_disk") if s in started]
     assert [h for h in called if h.startswith(("teardown", "release"))] == expected
     assert orch.handles() == []
@@ -82,7 +82,7 @@ def test_destroy_tears_down_in_order_and_releases(orch):
     c = orch.create(None, 5, None, None, [])
     _Fake.calls.clear()
     orch.destroy(c)
-    assert hooks_called(c.id) == ["stop", "teardown_net", "teardown_init", "release_limits",
+    assert hooks_called(c.id) == ["stop", "teardown_init", "teardown_net", "release_limits",
                                   "teardown_fs", "teardown_disk"]
     assert c.state == "destroyed" and not c.path.exists()
     with pytest.raises(WardenError, match="^unknown handle$"):

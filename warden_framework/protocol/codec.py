@@ -171,7 +171,35 @@ def encode_message(message: ProtoMessage, *, validate: bool = True) -> bytes:
 
 def frame_message(message: ProtoMessage, *, validate: bool = True) -> bytes:
     """Return `message` enveloped and framed, ready to write to the socket."""
+    if type(message) is pb.StreamResponse and _OUTPUT_CHUNK == {
+            field.name for field, _ in message.ListFields()}:
+        return _frame_output_chunk(message.name, message.data)
     return encode_frame(encode_message(message, validate=validate))
+
+
+_OUTPUT_CHUNK = {"name", "data"}
+
+
+def _frame_output_chunk(name: str, data: bytes) -> bytes:
+    """A StreamResponse{name, data} framed in one join: the bytes upb writes, without its
+    two serialisations of the payload, which cost the server more than half its CPU when
+    streaming a job's output (bench/profile.py --workload stream).
+    """
+    text = name.encode()
+    inner = (b"\x0a", _varint(len(text)), text, b"\x12", _varint(len(data)))
+    inner_len = sum(map(len, inner)) + len(data)
+    head = b"\x08%b\x12%b" % (_varint(T.Stream), _varint(inner_len))
+    envelope_len = len(head) + inner_len
+    return b"".join((b"%d\r\n" % envelope_len, head, *inner, data, b"\r\n"))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def decode_message(data: bytes, *, response: bool = False) -> ProtoMessage:

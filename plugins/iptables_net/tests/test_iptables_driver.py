@@ -127,7 +127,8 @@ def test_hook_setup_net_connects_the_container_and_records_its_links(
     assert record["container_ip"] == box.container_ip and record["host_ip"] == box.host_ip
     assert record["host_iface"] == chains.host_iface(box.id)
     assert record["mtu"] == settings.network.mtu
-    assert {chains.host_iface(box.id), chains.ifb_iface(box.id)} <= set(view.links_with(box.id))
+    assert chains.host_iface(box.id) in view.links_with(box.id)
+    assert chains.ifb_iface(box.id) not in view.links_with(box.id), "ifb before any shaping"
     assert f"inet {box.container_ip}/30" in view.in_ns(init_pid(box), "ip", "-o", "addr")
     assert view.rules_with(f"-g {driver.prefix}-i-{box.id}")
     server = servers(init_pid(box), box.container_ip, token="inside")
@@ -224,6 +225,14 @@ def test_hook_limit_bandwidth_sets_both_directions_and_reads_back(driver, contai
     assert driver.limit_bandwidth(container=container, rate=None, burst=None) == (100000, 1000)
     assert driver.info(container=container) == {"bandwidth_stat": {
         "in_rate": 100000, "in_burst": 1000, "out_rate": 100000, "out_burst": 1000}}
+
+
+def test_hook_info_before_any_shaping_reports_no_limit_and_makes_no_ifb(driver, container,
+                                                                        view) -> None:
+    none = shaping.NO_LIMIT
+    assert driver.info(container=container) == {"bandwidth_stat": {
+        "in_rate": none, "in_burst": none, "out_rate": none, "out_burst": none}}
+    assert chains.ifb_iface(container.id) not in view.links_with(container.id)
 
 
 def test_hook_limit_bandwidth_refused_keeps_the_previous_shaping(driver, container) -> None:

@@ -70,6 +70,7 @@ def test_container_links_are_addressed_and_up(host, containers, view) -> None:
     assert "mtu 1454" in links.split(inner)[1].splitlines()[0]
     assert f"inet {net.network_address + 1}/30" in view.run(
         "ip", "-o", "addr", "show", "dev", chains.host_iface(box.id))
+    shaping.limit_bandwidth(box.id, 100000, 1000)  # makes the ifb, with the veth's MTU
     for name in (chains.host_iface(box.id), chains.ifb_iface(box.id)):
         assert kernel.link_mtu(name) == 1454
         assert ",UP" in view.run("ip", "-o", "link", "show", "dev", name)
@@ -86,6 +87,55 @@ def test_container_veth_goes_with_its_netns(host, netns, view) -> None:
     finally:
         network.teardown_container(host.prefix, cid)
     assert view.links_with(cid) == []
+
+
+def _deleted_links(monkeypatch) -> list[str]:
+    """Record the names delete_link is called with (it still deletes)."""
+    names: list[str] = []
+    delete = kernel.delete_link
+
+    def recording(ifname: str) -> bool:
+        names.append(ifname)
+        return delete(ifname)
+
+    monkeypatch.setattr(kernel, "delete_link", recording)
+    return names
+
+
+def test_teardown_after_the_netns_holder_died_lets_the_kernel_take_the_veth(
+        host, netns, view, monkeypatch) -> None:
+    cid = view.unique_id()
+    pid = netns()
+    deleted = _deleted_links(monkeypatch)
+    try:
+        record = network.setup_container(host.prefix, cid, pid, next(host.subnets), 1500)
+        assert record["netns_pid"] == pid
+        os.kill(pid, 9)
+        view.wait_for(lambda: not kernel.process_alive(pid), "the netns holder to die")
+        network.teardown_container(host.prefix, cid, pid)
+        assert view.links_with(cid) == []
+        assert chains.host_iface(cid) not in deleted
+    finally:
+        network.teardown_container(host.prefix, cid)
+
+
+def test_teardown_deletes_a_veth_whose_netns_outlives_its_holder(
+        host, netns, view, monkeypatch) -> None:
+    cid = view.unique_id()
+    pid = netns()
+    monkeypatch.setattr(veth, "NETNS_GONE_WAIT", 0.05)
+    deleted = _deleted_links(monkeypatch)
+    held = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        network.setup_container(host.prefix, cid, pid, next(host.subnets), 1500)
+        os.kill(pid, 9)
+        view.wait_for(lambda: not kernel.process_alive(pid), "the netns holder to die")
+        network.teardown_container(host.prefix, cid, pid)
+        assert view.links_with(cid) == []
+        assert chains.host_iface(cid) in deleted
+    finally:
+        os.close(held)
+        network.teardown_container(host.prefix, cid)
 
 
 # -------------------------------------------------------------------- connectivity

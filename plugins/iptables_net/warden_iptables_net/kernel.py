@@ -2,7 +2,8 @@
 
 iptables through python-iptables (the LEGACY filter and nat tables, one transaction at a
 time, under the xtables lock the iptables-legacy CLI also takes), links, addresses,
-routes and tc through pyroute2 netlink, and one sysctl. No subprocesses.
+routes and tc through pyroute2 netlink, and one sysctl; whether a link or a process is
+still there from sysfs and /proc, which take no lock. No subprocesses.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ctypes
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +29,8 @@ T = TypeVar("T")
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 PSCHED = "/proc/net/psched"
+SYS_CLASS_NET = "/sys/class/net"
+LINK_POLL = 0.0005  # seconds between looks while a dying netns takes its veth along
 XTABLES_LOCK = os.environ.get("XTABLES_LOCKFILE", "/run/xtables.lock")
 CLONE_NEWNET = 0x40000000
 TC_H_ROOT = 0xFFFFFFFF
@@ -319,6 +323,32 @@ def link_mtu(ifname: str) -> int | None:
         if not found:
             return None
         return int(ipr.get_links(found[0])[0].get_attr("IFLA_MTU"))
+
+
+def link_exists(ifname: str) -> bool:
+    """Whether the host has a link named `ifname`, from sysfs: no netlink, no rtnl lock."""
+    return os.path.exists(os.path.join(SYS_CLASS_NET, ifname))
+
+
+def wait_link_gone(ifname: str, timeout: float) -> bool:
+    """Poll sysfs until the host has no link named `ifname`; False if it is still there
+    after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while link_exists(ifname):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(LINK_POLL)
+    return True
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a zombie has: its namespaces are
+    released)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def link_names() -> list[str]:

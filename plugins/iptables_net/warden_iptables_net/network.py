@@ -123,12 +123,16 @@ def setup_container(prefix: str, container_id: str, netns_pid: int, network: IPv
     """
     setup_chains(prefix, container_id)
     record = veth.setup_links(container_id, netns_pid, network, mtu)
-    return {**record, "prefix": prefix}
+    return {**record, "prefix": prefix, "netns_pid": netns_pid}
 
 
-def teardown_container(prefix: str, container_id: str) -> None:
-    """Remove the container's veth, ifb, chains and jumps; whatever of them exists."""
-    veth.teardown_links(container_id)
+def teardown_container(prefix: str, container_id: str, netns_pid: int | None = None) -> None:
+    """Remove the container's veth, ifb, chains and jumps; whatever of them exists.
+
+    `netns_pid` is the process whose netns the container has (the record's), if known:
+    once it is dead, the veth goes with its netns (see veth.teardown_links).
+    """
+    veth.teardown_links(container_id, netns_pid)
     teardown_chains(prefix, container_id)
 
 

@@ -32,6 +32,15 @@ def limit_bandwidth(container_id: str, rate: int, burst: int) -> None:
     kernel.redirect_ingress(host, ifb)
 
 
+def is_shaped(container_id: str) -> bool:
+    """True once limit_bandwidth made the container's ifb: without it there is no tbf.
+
+    A cheap test (no netlink dump, no rtnl lock) for Info, which every Run answers with.
+    """
+    chains.check_id(container_id)
+    return kernel.link_exists(chains.ifb_iface(container_id))
+
+
 def read_bandwidth(container_id: str) -> tuple[int, int, int, int]:
     """(in_rate, in_burst, out_rate, out_burst) read back from the kernel.
 

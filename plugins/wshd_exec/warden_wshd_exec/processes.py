@@ -7,6 +7,7 @@ does, and waits until they are gone.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 
@@ -82,16 +83,12 @@ def kill_init(init_pid: int, timeout: float = 10) -> bool:
         return True
     try:
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        # A pidfd turns readable when its process exits: no polling of /proc.
+        return bool(select.select([pidfd], [], [], timeout)[0])
     except ProcessLookupError:
         return True
     finally:
         os.close(pidfd)
-    deadline = time.monotonic() + timeout
-    while os.path.exists(f"/proc/{init_pid}") and not _is_zombie(init_pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL)
-    return True
 
 
 def is_wshd(pid: int, run_dir: str) -> bool:

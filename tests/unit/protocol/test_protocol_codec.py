@@ -10,6 +10,7 @@ from warden_framework.protocol import (
     REQUIRED_FIELDS,
     ProtocolError,
     decode_message,
+    encode_frame,
     encode_message,
     error_response,
     frame_message,
@@ -72,6 +73,14 @@ def test_create_request_envelope_bytes_match_the_facts():
 
 def test_frame_message_frames_the_envelope():
     assert frame_message(pb.ListRequest()) == b"4\r\n\x08\x5c\x12\x00\r\n"
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16383, 16384, 1 << 20, (1 << 21) + 5])
+@pytest.mark.parametrize("fields", [{"name": "stdout"}, {"name": "stderr"}, {},
+                                    {"name": "stdout", "exit_status": 0}])
+def test_frame_message_of_output_is_byte_identical_to_protobufs(size, fields):
+    message = pb.StreamResponse(data=b"\x00\xff" * (size // 2) + b"x" * (size % 2), **fields)
+    assert frame_message(message) == encode_frame(encode_message(message))
 
 
 def test_empty_repeated_fields_are_omitted():

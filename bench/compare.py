@@ -1,0 +1,180 @@
+"""Our server side by side with runc and crun, in one run (issue 7):
+
+    sudo .venv/bin/python -m bench.compare --rounds 50 --json out.json
+
+(1) create + run `true` + destroy with networking and limits, (2) `true` in a live container,
+(3) create + destroy, alternating the systems (the order rotates every round) after a few
+untimed warm-up rounds; (5) stream of a 1 GiB job output; (4) 250 live containers created by
+8 concurrent clients, with memory, and (6) ping latency meanwhile. Prints a table, writes JSON,
+and leaves nothing behind: containers, veths, mounts, cgroups, chains, bundles, hugetlb mount.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+from . import report, runtimes, scale, stream
+from .sandbox import Sandboxes
+from .systems import Ours, Peer
+from .warden import ROOTFS, WSHD, bench_server
+
+MEASURES = ("lifecycle", "exec", "create_destroy")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=50, help="timed rounds per system (50)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (3)")
+    parser.add_argument("--containers", type=int, default=250, help="for (4) (250)")
+    parser.add_argument("--clients", type=int, default=8, help="for (4) (8)")
+    parser.add_argument("--stream-rounds", type=int, default=3, help="for (5) (3)")
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=("peers", "stream", "scale"), help="leave a part out")
+    parser.add_argument("--json", type=Path, help="write every result and sample here")
+    return parser.parse_args(argv)
+
+
+def alternate(systems: list, rounds: int, warmup: int) -> dict[str, dict[str, list[float]]]:
+    """Every measure on every system, round by round; the systems' order rotates.
+
+    After each operation the system settles, untimed: a peer's netns (and with it the veth
+    pair) dies in the kernel after the script let go of it, and that work must not slow
+    the next system's operation. How long it took is kept under "deferred".
+    """
+    samples: dict[str, dict[str, list[float]]] = {m: {s.name: [] for s in systems}
+                                                  for m in (*MEASURES, "deferred")}
+    for i in range(warmup + rounds):
+        order = systems[i % len(systems):] + systems[:i % len(systems)]
+        for measure in MEASURES:
+            for system in order:
+                elapsed = timed(getattr(system, measure))
+                deferred = timed(system.settle)
+                if i >= warmup:
+                    samples[measure][system.name].append(elapsed)
+                    if measure != "exec":
+                        samples["deferred"][system.name].append(deferred)
+        if i >= warmup and (i - warmup + 1) % 10 == 0:
+            print(f"bench: {i - warmup + 1}/{rounds} rounds", flush=True)
+    return samples
+
+
+def timed(fn: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure_streams(ours: Ours, socket: str, peers: list[Peer], rounds: int) -> dict:
+    seconds: dict[str, list[float]] = {ours.name: [], **{p.name: [] for p in peers}}
+    for _ in range(rounds):
+        assert ours.target is not None
+        seconds[ours.name].append(stream.ours_once(socket, ours.target))
+        for peer in peers:
+            seconds[peer.name].append(stream.peer_once(peer))
+    result: dict = {"bytes": stream.SIZE, "rounds": rounds, "systems": list(seconds)}
+    for name, values in seconds.items():
+        result[name] = stream.summary(values)
+    return result
+
+
+def host_facts() -> dict:
+    facts = {"kernel": platform.release(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+             "command": " ".join([Path(sys.executable).name, "-m", "bench.compare", *sys.argv[1:]])}
+    for name in runtimes.NAMES:
+        if shutil.which(name):
+            facts[name] = runtimes.version(name)
+    return facts
+
+
+def check_host() -> None:
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (containers are made in the real kernel)")
+    if not (ROOTFS / "bin" / "busybox").exists() or not os.access(WSHD, os.X_OK):
+        sys.exit("bench: no rootfs or wshd yet: run scripts/bootstrap.sh (./dev bench does)")
+
+
+def start_peers(stack: ExitStack, workdir: Path, leftovers: list[str]) -> list[Peer]:
+    """runc and crun with the script's sandboxes, and crun's hugetlb hierarchy; `stack`
+    removes all of it, noting in `leftovers` whatever was still there."""
+    stack.enter_context(runtimes.hugetlb_v1())
+    sandboxes = Sandboxes(workdir / "bundles", "b" + secrets.token_hex(2), ROOTFS)
+    stack.callback(lambda: leftovers.extend(sandboxes.close()))
+    config = runtimes.base_config()
+    peers = []
+    for name in runtimes.NAMES:
+        runtime = runtimes.Runtime(name, workdir / "state" / name)
+        stack.callback(lambda r=runtime: leftovers.extend(r.close()))
+        peer = Peer(runtime, sandboxes, config)
+        stack.callback(peer.close)
+        peers.append(peer)
+    return peers
+
+
+def measure_alternating(args: argparse.Namespace, ours: Ours, peers: list[Peer],
+                        results: dict) -> None:
+    """(1), (2), (3) and (5), each system with its live container started first."""
+    systems = [ours, *peers]
+    for system in systems:
+        system.start_target()
+    print(f"bench: {args.rounds} rounds of {', '.join(MEASURES)} on "
+          f"{', '.join(s.name for s in systems)}", flush=True)
+    samples = alternate(systems, args.rounds, args.warmup)
+    deferred = samples.pop("deferred")
+    results["latency"] = {m: {name: report.summary_ms(v) for name, v in by.items()}
+                          for m, by in samples.items()}
+    results["deferred"] = {name: report.summary_ms(v) for name, v in deferred.items()}
+    if "stream" not in args.skip:
+        print("bench: stream", flush=True)
+        results["stream"] = measure_streams(ours, ours.socket, peers, args.stream_rounds)
+    for system in systems:
+        system.stop_target()
+
+
+def run(args: argparse.Namespace) -> dict:
+    if "peers" not in args.skip:
+        runtimes.ensure_installed()
+    results: dict = {"host": host_facts(), "rounds": args.rounds, "warmup": args.warmup}
+    workdir = Path(tempfile.mkdtemp(prefix="warden-bench-peers-"))
+    leftovers: list[str] = []
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, True)
+        server = stack.enter_context(bench_server())
+        ours = Ours(server.socket)
+        stack.callback(ours.close)
+        with ExitStack() as peer_stack:
+            peers = [] if "peers" in args.skip else start_peers(peer_stack, workdir, leftovers)
+            measure_alternating(args, ours, peers, results)
+        if "scale" not in args.skip:
+            print(f"bench: {args.containers} containers, {args.clients} clients", flush=True)
+            results["scale"] = scale.run(server.socket, server.proc.pid, server.settings.depot,
+                                         args.containers, args.clients)
+    results["leftovers"] = leftovers
+    results["targets"] = report.targets(results)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    check_host()
+    results = run(args)
+    report.print_report(results, [n for n in runtimes.NAMES if "peers" not in args.skip])
+    if results["leftovers"]:
+        print(f"bench: left behind: {results['leftovers']}")
+    if args.json:
+        report.write_json(results, args.json)
+        print(f"bench: wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

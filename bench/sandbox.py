@@ -1,0 +1,207 @@
+"""What a script does around an OCI runtime so that its container gets what one of ours gets:
+an overlay over the same rootfs, a network namespace joined to the host by a veth pair with
+addresses and a default route, and groups with limits in four cgroup v1 controllers.
+
+In-process and as cheap as we know how (DESIGN.md, "Performance design"): syscalls through
+ctypes, one netlink socket per namespace, the container end of the veth born in its netns,
+and the netns left to die with the container instead of deleting the veth. Every object's
+name carries the run's tag, and `Sandboxes.close` removes whatever is left under it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import ipaddress
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+CLONE_NEWNET = 0x40000000
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("cpu", "cpuacct", "memory", "devices")
+LIMITS = {"memory": ("memory.limit_in_bytes", str(512 * 1024**2)), "cpu": ("cpu.shares", "512")}
+# Peers' /30s: apart from our server's pool (10.244.0.0/22), never routed off the host.
+PEER_NETWORK = ipaddress.IPv4Network("10.245.0.0/16")
+LINK_GONE_TIMEOUT = 30.0
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+@dataclass
+class Sandbox:
+    """One container's surroundings; `netns_path` and `cgroups_path` go into config.json."""
+
+    name: str
+    bundle: Path
+    netns_fd: int
+    host_iface: str
+    cgroups_path: str
+
+    @property
+    def rootfs(self) -> Path:
+        return self.bundle / "rootfs"
+
+    @property
+    def netns_path(self) -> str:
+        return f"/proc/{os.getpid()}/fd/{self.netns_fd}"
+
+
+class Sandboxes:
+    """Makes and removes sandboxes named `<tag><n>` under `workdir`."""
+
+    def __init__(self, workdir: Path, tag: str, rootfs: Path) -> None:
+        self.workdir = workdir
+        self.tag = tag
+        self.rootfs = rootfs
+        self._count = 0
+        self._removed: list[str] = []  # host ends of veths whose netns was let go
+        self._subnets = PEER_NETWORK.subnets(new_prefix=30)
+        self._host_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._ipr = IPRoute()
+
+    def make(self, config: dict) -> Sandbox:
+        """Bundle with `config` (its netns path and cgroupsPath filled in), overlay, network,
+        cgroups. On failure, what was made is removed again."""
+        self._count += 1
+        name = f"{self.tag}{self._count}"
+        network = next(self._subnets)
+        sandbox = Sandbox(name=name, bundle=self.workdir / name, netns_fd=-1,
+                          host_iface=f"{name}h", cgroups_path=f"/{self.tag}/{name}")
+        try:
+            self._mount_overlay(sandbox)
+            sandbox.netns_fd = self._make_network(sandbox, network)
+            self._make_cgroups(sandbox)
+            _write_config(sandbox, config)
+        except BaseException:
+            self.remove(sandbox)
+            raise
+        return sandbox
+
+    def remove(self, sandbox: Sandbox) -> None:
+        """After the runtime deleted the container: let the netns (and so the veth pair) die,
+        remove the groups, unmount and delete the bundle."""
+        if sandbox.netns_fd >= 0:
+            os.close(sandbox.netns_fd)
+            sandbox.netns_fd = -1
+            self._removed.append(sandbox.host_iface)
+        for controller in CONTROLLERS:
+            _rmdir(CGROUP_ROOT / controller / self.tag / sandbox.name)
+        if os.path.ismount(sandbox.rootfs):
+            _check(_libc.umount2(os.fsencode(sandbox.rootfs), 0), f"umount {sandbox.rootfs}")
+        shutil.rmtree(sandbox.bundle, ignore_errors=True)
+
+    def close(self) -> list[str]:
+        """Remove everything left under the tag; return what could not be removed."""
+        left = [line.split()[1] for line in open("/proc/self/mounts")
+                if line.split()[1].startswith(str(self.workdir))]
+        for point in reversed(left):
+            _libc.umount2(os.fsencode(point), 2)  # MNT_DETACH: the run is over
+        for hierarchy in CGROUP_ROOT.iterdir():
+            parent = hierarchy / self.tag
+            if parent.is_dir():
+                for group in sorted(parent.iterdir(), reverse=True):
+                    if group.is_dir():
+                        _rmdir(group)
+                _rmdir(parent)
+        leftovers = self.wait_links_gone()
+        leftovers += [name for link in self._ipr.get_links()
+                      if (name := link.get_attr("IFLA_IFNAME")).startswith(self.tag)
+                      and name not in leftovers]
+        self._ipr.close()
+        os.close(self._host_ns)
+        leftovers += [str(p) for p in CGROUP_ROOT.glob(f"*/{self.tag}")]
+        return leftovers
+
+    # -- pieces ----------------------------------------------------------------------------
+    def _mount_overlay(self, sandbox: Sandbox) -> None:
+        upper, work = sandbox.bundle / "upper", sandbox.bundle / "work"
+        for path in (upper, work, sandbox.rootfs):
+            path.mkdir(parents=True)
+        data = f"lowerdir={self.rootfs},upperdir={upper},workdir={work}".encode()
+        _check(_libc.mount(b"overlay", os.fsencode(sandbox.rootfs), b"overlay", 0, data),
+               f"mount overlay on {sandbox.rootfs}")
+
+    def _make_network(self, sandbox: Sandbox, network: ipaddress.IPv4Network) -> int:
+        host_ip, container_ip = str(network[1]), str(network[2])
+        outcome: dict = {}
+
+        def inside() -> None:  # unshare and setns change only this thread
+            try:
+                _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+                outcome["fd"] = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                with IPRoute() as ipr:
+                    ipr.link("add", ifname="eth0", kind="veth",
+                             peer={"ifname": sandbox.host_iface, "net_ns_fd": self._host_ns})
+                    index = ipr.link_lookup(ifname="eth0")[0]
+                    ipr.addr("add", index=index, address=container_ip, prefixlen=30)
+                    ipr.link("set", index=index, state="up")
+                    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+                    ipr.route("add", dst="0.0.0.0/0", gateway=host_ip)
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=inside, name=f"netns-{sandbox.name}")
+        thread.start()
+        thread.join()
+        if "error" in outcome:
+            if "fd" in outcome:
+                os.close(outcome["fd"])
+            raise outcome["error"]
+        index = self._ipr.link_lookup(ifname=sandbox.host_iface)[0]
+        self._ipr.addr("add", index=index, address=host_ip, prefixlen=30)
+        self._ipr.link("set", index=index, state="up")
+        return int(outcome["fd"])
+
+    def _make_cgroups(self, sandbox: Sandbox) -> None:
+        for controller in CONTROLLERS:
+            group = CGROUP_ROOT / controller / self.tag / sandbox.name
+            group.parent.mkdir(exist_ok=True)
+            group.mkdir()
+            if controller in LIMITS:
+                name, value = LIMITS[controller]
+                (group / name).write_text(value)
+
+    def wait_links_gone(self) -> list[str]:
+        """A dying netns takes its veth pair with it a little later (RCU): poll until the
+        host ends of removed sandboxes are gone; return those still there at the deadline."""
+        deadline = time.monotonic() + LINK_GONE_TIMEOUT
+        while True:
+            names = {link.get_attr("IFLA_IFNAME") for link in self._ipr.get_links()}
+            self._removed = [n for n in self._removed if n in names]
+            if not self._removed or time.monotonic() > deadline:
+                return self._removed
+            time.sleep(0.002)
+
+
+def _write_config(sandbox: Sandbox, config: dict) -> None:
+    config = json.loads(json.dumps(config))
+    config["hostname"] = sandbox.name
+    config["linux"]["cgroupsPath"] = sandbox.cgroups_path
+    for namespace in config["linux"]["namespaces"]:
+        if namespace["type"] == "network":
+            namespace["path"] = sandbox.netns_path
+    (sandbox.bundle / "config.json").write_text(json.dumps(config))
+
+
+def _rmdir(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise

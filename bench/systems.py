@@ -1,0 +1,124 @@
+"""The systems under comparison, each offering the same timed operations:
+`lifecycle` (create, run `true`, destroy), `create_destroy`, and `exec` (`true` in the live
+container made by `start_target`). Ours goes through the Python client; a peer is an OCI
+runtime with the script's set-up around it (sandbox.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from warden_framework.client import Client
+
+from .runtimes import Runtime
+from .sandbox import Sandbox, Sandboxes
+
+TRUE = b"true"
+# Checked once in each system's live container: the network set-up is really there.
+NET_CHECK = ("/sbin/ip -4 addr show eth0 | grep -q 'inet ' && "
+             "/sbin/ip route | grep -q '^default via'")
+# Ours names the container's interface after its id: any address but loopback's will do.
+OUR_NET_CHECK = (b"/sbin/ip -4 addr | grep 'inet ' | grep -qv '127.0.0.1' && "
+                 b"/sbin/ip route | grep -q '^default via'")
+
+
+class Ours:
+    name = "warden"
+
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+        self.client = Client(socket)
+        self.client.connect()
+        self.target: str | None = None
+
+    def lifecycle(self) -> None:
+        handle = self.client.create().handle
+        try:
+            self._true(handle)
+        finally:
+            self.client.destroy(handle=handle)
+
+    def create_destroy(self) -> None:
+        self.client.destroy(handle=self.client.create().handle)
+
+    def exec(self) -> None:
+        assert self.target is not None
+        self._true(self.target)
+
+    def settle(self) -> None:
+        """Nothing to wait for: destroy returns once the veth is gone."""
+
+    def start_target(self) -> None:
+        self.target = self.client.create().handle
+        reply = self.client.run(handle=self.target, script=OUR_NET_CHECK)
+        if reply.exit_status != 0:
+            raise RuntimeError(f"warden: network check failed in {self.target}: {reply.stderr!r}")
+
+    def stop_target(self) -> None:
+        if self.target is not None:
+            self.client.destroy(handle=self.target)
+            self.target = None
+
+    def close(self) -> None:
+        self.stop_target()
+        self.client.disconnect()
+
+    def _true(self, handle: str) -> None:
+        reply = self.client.run(handle=handle, script=TRUE)
+        if reply.exit_status != 0:
+            raise RuntimeError(f"warden: `true` exited {reply.exit_status} in {handle}")
+
+
+class Peer:
+    """runc or crun, each container in a sandbox the script made."""
+
+    def __init__(self, runtime: Runtime, sandboxes: Sandboxes, config: dict) -> None:
+        self.runtime = runtime
+        self.name = runtime.name
+        self.sandboxes = sandboxes
+        self.config = config
+        self.target: Sandbox | None = None
+
+    @contextmanager
+    def _container(self) -> Iterator[Sandbox]:
+        sandbox = self.sandboxes.make(self.config)
+        try:
+            self.runtime.run_detached(sandbox.name, sandbox.bundle)
+            try:
+                yield sandbox
+            finally:
+                self.runtime.delete(sandbox.name)
+        finally:
+            self.sandboxes.remove(sandbox)
+
+    def lifecycle(self) -> None:
+        with self._container() as sandbox:
+            self.runtime.exec(sandbox.name, ["true"])
+
+    def create_destroy(self) -> None:
+        with self._container():
+            pass
+
+    def exec(self) -> None:
+        assert self.target is not None
+        self.runtime.exec(self.target.name, ["true"])
+
+    def settle(self) -> None:
+        """Wait until the netns of each removed sandbox is gone with its veth pair."""
+        self.sandboxes.wait_links_gone()
+
+    def start_target(self) -> None:
+        self.target = self.sandboxes.make(self.config)
+        self.runtime.run_detached(self.target.name, self.target.bundle)
+        self.runtime.exec(self.target.name, ["sh", "-c", NET_CHECK])
+
+    def stop_target(self) -> None:
+        if self.target is not None:
+            target, self.target = self.target, None
+            try:
+                self.runtime.delete(target.name)
+            finally:
+                self.sandboxes.remove(target)
+
+    def close(self) -> None:
+        self.stop_target()

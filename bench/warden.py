@@ -1,0 +1,66 @@
+"""The one place a benchmark starts our server: a config with its own socket, depot, name
+prefix and pools (sized for 250 live containers), run as a real subprocess by ServerProcess."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from warden_framework.testing.process import ServerProcess
+
+TOP = Path(__file__).resolve().parents[1]
+ROOTFS = TOP / "build" / "rootfs"
+WSHD = TOP / "native" / "wshd" / "wshd"
+# 256 /30s: 250 live containers plus a few; only used between the host and its containers.
+POOL_NETWORK = "10.244.0.0/22"
+USER_POOL_SIZE = 300
+STREAM_OUTPUT_LIMIT = 2 * 1024**3
+
+
+def bench_config(workdir: Path, network: bool = True) -> dict:
+    """The server's default drivers (iptables network unless `network` is False), no grace
+    timer, no release delay, and job output up to 2 GiB for the stream measurement."""
+    return {
+        "server": {"unix_domain_path": str(workdir / "warden.sock"),
+                   "container_depot_path": str(workdir / "depot"),
+                   "container_rootfs_path": str(ROOTFS), "wshd_path": str(WSHD),
+                   "name_prefix": "wb" + secrets.token_hex(3), "container_grace_time": None,
+                   "job_output_limit": STREAM_OUTPUT_LIMIT},
+        "health_check_server": {"port": None},
+        "logging": {"level": "warn"},
+        "network": {"pool_network": POOL_NETWORK, "release_delay": 0},
+        "user": {"pool_start_uid": 600000, "pool_size": USER_POOL_SIZE},
+        "quota": {"disk_quota_enabled": False},
+        "drivers": {"rootfs": "overlayfs", "exec": "wshd", "limits": "cgroup_v1",
+                    "network": "iptables" if network else None, "disk": None},
+    }
+
+
+@contextmanager
+def bench_server(network: bool = True) -> Iterator[ServerProcess]:
+    """A started server; on exit every container is destroyed and host state removed."""
+    workdir = Path(tempfile.mkdtemp(prefix="warden-bench-"))
+    server = ServerProcess(bench_config(workdir, network), workdir)
+    try:
+        server.start()
+        yield server
+    finally:
+        try:
+            if server.proc is not None:
+                server.stop_and_clean()
+        finally:
+            _remove_unless_mounted(workdir)
+
+
+def _remove_unless_mounted(workdir: Path) -> None:
+    """Never delete through a container root that a failed destroy left mounted."""
+    with open("/proc/self/mounts") as f:
+        mounted = [line.split()[1] for line in f if line.split()[1].startswith(str(workdir))]
+    if mounted:
+        print(f"bench: left {workdir} in place: still mounted: {', '.join(mounted)}")
+        return
+    shutil.rmtree(workdir, ignore_errors=True)
