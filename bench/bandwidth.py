@@ -7,33 +7,12 @@ and with a limit, through a real server.
 from __future__ import annotations
 
 import argparse
-import secrets
-import shutil
 import socket
-import tempfile
 import time
-from pathlib import Path
 
 from warden_framework.client import Client
-from warden_framework.testing.process import ServerProcess
 
-TOP = Path(__file__).resolve().parents[1]
-
-
-def config(work: Path) -> dict:
-    return {
-        "server": {"unix_domain_path": str(work / "warden.sock"),
-                   "container_depot_path": str(work / "depot"),
-                   "container_rootfs_path": str(TOP / "build" / "rootfs"),
-                   "wshd_path": str(TOP / "native" / "wshd" / "wshd"),
-                   "name_prefix": "wb" + secrets.token_hex(3), "container_grace_time": None},
-        "health_check_server": {"port": None},
-        "logging": {"level": "warn"},
-        "network": {"pool_network": "10.243.0.0/28", "release_delay": 0},
-        "user": {"pool_start_uid": 610000, "pool_size": 8},
-        "quota": {"disk_quota_enabled": False},
-        "drivers": {"disk": None},
-    }
+from .warden import bench_server
 
 
 def receive(host: str, port: int, expected: int) -> float:
@@ -71,9 +50,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2_000_000, help="bytes/s for the limited run")
     args = parser.parse_args()
     size = args.megabytes * 1024 * 1024
-    work = Path(tempfile.mkdtemp(prefix="warden-bench-bw-"))
-    srv = ServerProcess(config(work), work).start()
-    try:
+    with bench_server(network=True) as srv:
         with Client(srv.socket) as c:
             h = c.create().handle
             host = c.info(handle=h).host_ip
@@ -84,9 +61,6 @@ def main() -> None:
         print(f"{'run':<10} {'MB/s':>10}  ({args.megabytes} MiB from the container to the host)")
         print(f"{'no limit':<10} {free / 1e6:>10.1f}")
         print(f"{'limited':<10} {limited / 1e6:>10.2f}  (rate {args.rate / 1e6:.1f} MB/s, burst 64 KiB)")
-    finally:
-        srv.stop_and_clean()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

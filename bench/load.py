@@ -12,18 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
-import shutil
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Awaitable, TypeVar
 
 from warden_framework.client import AsyncClient
-from warden_framework.testing.process import ServerProcess
 
-TOP = Path(__file__).resolve().parents[1]
+from .warden import bench_server
+
 PING_EVERY = 0.02
 T = TypeVar("T")
 
@@ -46,26 +42,6 @@ class Recorder:
             raise
         self.latencies[name].append(time.perf_counter() - start)
         return result
-
-
-def server_config(work: Path, network: bool) -> dict:
-    """This run's own socket, depot, name prefix and pools (room for 256 containers)."""
-    pool = f"10.{secrets.randbelow(200) + 20}.{secrets.randbelow(64) * 4}.0/22"
-    return {
-        "server": {"unix_domain_path": str(work / "warden.sock"),
-                   "container_depot_path": str(work / "depot"),
-                   "container_rootfs_path": str(TOP / "build" / "rootfs"),
-                   "wshd_path": str(TOP / "native" / "wshd" / "wshd"),
-                   "name_prefix": "wl" + secrets.token_hex(3), "container_grace_time": None},
-        "health_check_server": {"port": None},
-        "logging": {"level": "warn"},
-        "network": {"pool_network": pool, "release_delay": 0},
-        "port": {"pool_start_port": 40000 + secrets.randbelow(20000), "pool_size": 1000},
-        "user": {"pool_start_uid": 800000 + secrets.randbelow(100000), "pool_size": 256},
-        "quota": {"disk_quota_enabled": False},
-        "drivers": {"rootfs": "overlayfs", "exec": "wshd", "limits": "cgroup_v1",
-                    "network": "iptables" if network else None, "disk": None},
-    }
 
 
 async def session(c: AsyncClient, rec: Recorder) -> None:
@@ -162,14 +138,8 @@ def main() -> None:
     parser.add_argument("--no-network", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="warden-bench-load-"))
-    server = ServerProcess(server_config(work, not args.no_network), work)
-    try:
-        server.start()
+    with bench_server(network=not args.no_network) as server:
         rec, elapsed = asyncio.run(run_load(server.socket, args.clients, args.seconds))
-    finally:
-        server.stop_and_clean()
-        shutil.rmtree(work, ignore_errors=True)
     summary = {"clients": args.clients, "network": not args.no_network, **summarise(rec, elapsed)}
     print_table(summary, args.clients, not args.no_network)
     if args.json:

@@ -14,11 +14,16 @@ def wait_for(predicate, timeout=30):
 
 def test_job_past_memory_limit_is_killed_and_container_stopped(client):
     h = client.create().handle
+    bystander = client.create().handle
     client.limit_memory(handle=h, limit_in_bytes=32 * 1024 * 1024)
     resp = client.run(handle=h, script=b"head -c 100m /dev/zero | tail > /dev/null")
     assert resp.exit_status != 0
     wait_for(lambda: client.info(handle=h).state == "stopped")
     assert "out of memory" in list(client.info(handle=h).events)
+    # the other container is unaffected
+    other = client.info(handle=bystander)
+    assert other.state == "active" and not list(other.events)
+    assert client.run(handle=bystander, script=b"echo fine").stdout == b"fine\n"
 
 
 def test_dev_shm_counts_against_the_limit(client):
