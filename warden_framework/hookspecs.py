@@ -3,7 +3,8 @@
 Sections follow the order the server calls them. Subsystem hooks have exactly one owner (the
 configured driver of that subsystem) and are `firstresult`; gathering hooks (`pre_create`,
 `setup_host`, `info`, `snapshot`, `recover`, `event_sources`) may have many implementations.
-A record is a JSON-able dict that the orchestrator writes to snapshot.json before the next step.
+A record is a JSON-able dict that the orchestrator writes to snapshot.json before the next step
+(the same write marks that next step started, so its teardown may later run with the record None).
 Every docstring answers four questions: Called, May assume, Returns, On failure.
 """
 
@@ -62,7 +63,7 @@ def teardown_host(settings: Settings) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Create. pre_create, then the steps in orchestrator.CREATE_STEPS order: setup_disk, setup_fs,
-# setup_init, apply_limits, setup_net, start_init. If a step raises, the teardown of that step
+# apply_limits, setup_init, setup_net, start_init. If a step raises, the teardown of that step
 # and of every earlier one runs in reverse and the client gets the first error.
 # ---------------------------------------------------------------------------------------------
 
@@ -107,10 +108,13 @@ def teardown_fs(container: Container, record: dict | None) -> None:
 def setup_init(container: Container, settings: Settings) -> dict:
     """Start the container's init (wshd) in new namespaces, held at its barrier.
 
-    Called: after setup_fs.
-    May assume: container.rootfs_dir is the mounted root; container.binds lists bind mounts.
+    Called: after apply_limits.
+    May assume: container.rootfs_dir is the mounted root; container.binds lists bind mounts;
+    container.records["limits"] (if there is a limits driver) is apply_limits' record.
+    MUST: have the init born in the cgroups whose `tasks` files that record lists under "tasks"
+    (a single-threaded process writing "0" to each before it clones the init).
     Returns: a record with at least {"pid": host pid of the container's init}. The init waits
-    until start_init releases it, so limits and network can be attached first.
+    until start_init releases it, so the network can be attached first.
     On failure: raise WardenError; teardown_init kills whatever was started.
     """
 
@@ -120,7 +124,8 @@ def start_init(container: Container, record: dict) -> None:
     """Release the init from its barrier and wait until it serves requests.
 
     Called: last step of create, after every other setup step succeeded.
-    May assume: the init is in its cgroups and its network namespace has the container's veth end.
+    May assume: the init was born in its cgroups and its network namespace has the container's
+    veth end.
     Returns: None.
     On failure: raise WardenError; the orchestrator rolls back every step.
     """
@@ -139,11 +144,13 @@ def teardown_init(container: Container, record: dict | None) -> None:
 
 @hookspec(firstresult=True)
 def apply_limits(container: Container, settings: Settings) -> dict:
-    """Create the container's cgroups, restrict devices and place the init in them.
+    """Create the container's cgroups and restrict devices, before the init exists.
 
-    Called: after setup_init, while the init waits at its barrier.
-    May assume: container.records["exec"]["pid"] is the init's host pid.
-    Returns: a record naming the cgroups.
+    Called: after setup_fs, before setup_init.
+    May assume: nothing of the container's exists in the cgroup hierarchies yet.
+    Returns: a record naming the cgroups, with "tasks": the `tasks` file of each of them;
+    setup_init has the init born inside (joining by itself is ~0.1 ms per hierarchy, where
+    moving a process in by pid waits ~10 ms on RCU in the kernel).
     On failure: raise DriverError; release_limits removes partial groups.
     """
 
@@ -217,8 +224,11 @@ def spawn(container: Container, job: Job, settings: Settings) -> dict:
 
     Called: on spawn and run, with the container active and job.dir created.
     May assume: job.id, job.privileged, job.rlimits (merged with container_rlimits) are set.
-    Returns: a record (e.g. the job's pid) kept in snapshot.json. When the job ends, the driver
-    MUST call job.finish(exit_status) from any thread (255 for a signal death).
+    Returns: a record (e.g. the job's pid) kept in snapshot.json, on disk before the reply. When
+    the job ends, the driver MUST call job.finish(exit_status) from any thread (255 for a signal
+    death). The snapshot learns of the end, and of the job being forgotten after a link, only
+    later (coalesced with the next write), so the exit status MUST also be readable from what
+    the job left in job.dir: `recover` finds it there.
     On failure: raise WardenError; no process of the job may remain.
     """
 
@@ -370,6 +380,8 @@ def recover(container: Container, settings: Settings) -> None:
 
     Called: at start-up for each container whose snapshot is readable, before it is listed.
     May assume: container.records holds every step's record; pools already hold its resources.
+    A job the snapshot lists as running may have ended (even been linked) before the restart:
+    the exec driver MUST then call job.finish with the status kept in job.dir.
     Returns: None.
     On failure: raise WardenError; the server then destroys the container completely.
     """

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #define WSHD_MAX_BINDS 64
+#define WSHD_MAX_CGROUPS 32
 #define WSHD_MAX_HOSTNAME 64
 #define WSHD_SOCKET_NAME "wshd.sock"
 #define WSHD_PID_NAME "wshd.pid"
@@ -33,6 +34,8 @@ struct wshd_config {
     const char *hostname;
     struct wshd_bind binds[WSHD_MAX_BINDS];
     size_t nbinds;
+    const char *cgroup_tasks[WSHD_MAX_CGROUPS]; /* `tasks` files the init is born in */
+    size_t ncgroups;
 };
 
 /* Pipes between the start-up halves: release (parent -> child), ready (child -> parent). */

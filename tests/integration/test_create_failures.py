@@ -12,7 +12,7 @@ from warden_framework.testing.server import running_server
 
 from .conftest import _missing, server_settings
 
-STEPS = ["setup_fs", "setup_init", "apply_limits", "setup_net", "start_init"]
+STEPS = ["setup_fs", "apply_limits", "setup_init", "setup_net", "start_init"]
 
 
 @pytest.mark.parametrize("step", STEPS)

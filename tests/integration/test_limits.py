@@ -61,3 +61,14 @@ def test_oom_watch_survives_restart(server_process):
         wait_for(lambda: c.info(handle=h).state == "stopped")
         assert "out of memory" in list(c.info(handle=h).events)
         assert c.limit_memory(handle=h).limit_in_bytes == 32 * 1024 * 1024
+
+
+def test_jobs_are_born_in_the_containers_cgroups(client):
+    h = client.create().handle
+    container_id = client.info(handle=h).container_path.decode().rstrip("/").rsplit("/", 1)[1]
+    lines = client.run(handle=h, script=b"cat /proc/self/cgroup").stdout.decode().splitlines()
+    # hierarchy-id:controllers:path, for the controllers the limits driver requires
+    paths = {ctrl: path for _, ctrls, path in (line.split(":", 2) for line in lines)
+             for ctrl in ctrls.split(",")}
+    for ctrl in ("cpu", "cpuacct", "memory", "devices"):
+        assert paths[ctrl].endswith("/" + container_id), lines

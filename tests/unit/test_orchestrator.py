@@ -31,14 +31,14 @@ def hooks_called(container_id):
 
 def test_create_runs_steps_in_order(orch):
     c = orch.create(None, 5, None, None, [])
-    assert hooks_called(c.id) == ["setup_disk", "setup_fs", "setup_init", "apply_limits",
+    assert hooks_called(c.id) == ["setup_disk", "setup_fs", "apply_limits", "setup_init",
                                   "setup_net", "start_init"]
     assert c.state == "active" and c.handle == c.id and len(c.id) == 11
     assert orch.handles() == [c.handle]
     assert str(c.network) == "10.99.0.0/30" and c.uid == 70000
 
 
-@pytest.mark.parametrize("failing", ["setup_disk", "setup_fs", "setup_init", "apply_limits",
+@pytest.mark.parametrize("failing", ["setup_disk", "setup_fs", "apply_limits", "setup_init",
                                      "setup_net", "start_init"])
 def test_failed_step_rolls_back_started_steps(orch, failing):
     _Fake.fail_on = {failing}
@@ -46,7 +46,7 @@ def test_failed_step_rolls_back_started_steps(orch, failing):
         orch.create("h1", 5, None, None, [])
     cid = _Fake.calls[0][2]
     called = hooks_called(cid)
-    order = ["setup_disk", "setup_fs", "setup_init", "apply_limits", "setup_net"]
+    order = ["setup_disk", "setup_fs", "apply_limits", "setup_init", "setup_net"]
     started = order[: order.index(failing) + 1] if failing != "start_init" else order
     teardown = {"setup_net": "teardown_net", "setup_disk": "teardown_disk",
                 "setup_init": "teardown_init", "apply_limits": "release_limits",

@@ -167,8 +167,14 @@ class Dispatcher:
         if job.output_limit_hit:
             container.add_event(OUTPUT_EXCEEDED)
         info = await self.info_of(container)
-        await self.server.blocking(self.orch.forget_job, container, job)
+        self.forget(container, job)
         return response_cls(exit_status=status, stdout=stdout, stderr=stderr, info=info)
+
+    def forget(self, container: Container, job: Job) -> None:
+        """Drop a linked job from memory now; its snapshot write and directory go after the
+        response (orchestrator.forget_job)."""
+        self.orch.forget_job(container, job)
+        self.server.schedule_flush(container)
 
     async def on_link(self, conn, req):
         container = self.container(conn, req)
@@ -187,7 +193,7 @@ class Dispatcher:
         status = await job.wait()
         info = await self.info_of(container)
         yield pb.StreamResponse(exit_status=status, info=info)
-        await self.server.blocking(self.orch.forget_job, container, job)
+        self.forget(container, job)
 
     # -- network -------------------------------------------------------------------------
     async def on_netin(self, conn, req):

@@ -25,6 +25,9 @@ from .grace import References
 log = logging.getLogger(__name__)
 READ_SIZE = 1 << 16
 OUTPUT_CHECK_INTERVAL = 0.1
+# How long a stale snapshot (a job ended or was forgotten) may wait for its write. Any write
+# in between (the next spawn's) settles it, so a busy container writes once per job.
+FLUSH_DELAY = 0.05
 
 
 class Connection:
@@ -53,6 +56,7 @@ class WardenServer:
         self._locks: dict[str, asyncio.Lock] = {}
         self._watched: dict[str, list[Any]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._flushes: set[str] = set()  # container ids with a flush scheduled
         self._server: asyncio.AbstractServer | None = None
         self._drained = asyncio.Event()
         self.draining = False
@@ -116,7 +120,7 @@ class WardenServer:
         self._watched.pop(container.id, None)
 
     def track_job(self, container: Container, job: Job) -> None:
-        """Enforce the output limit while the job runs; write the snapshot when it ends."""
+        """Enforce the output limit while the job runs; mark the snapshot stale when it ends."""
         self.background(self._supervise_job(container, job))
 
     async def _supervise_job(self, container: Container, job: Job) -> None:
@@ -126,7 +130,25 @@ class WardenServer:
             if not job.discard_output and job.output_size() > limit:
                 await self.blocking(self.orchestrator.enforce_output_limit, container, job)
             await asyncio.wait({finished}, timeout=OUTPUT_CHECK_INTERVAL)
-        await self.locked_call(container, self.orchestrator.write_snapshot, container)
+        if job.output_limit_hit:  # only the snapshot keeps this flag: write it now
+            await self.locked_call(container, self.orchestrator.write_snapshot, container)
+        else:
+            self.orchestrator.job_ended(container)
+            self.schedule_flush(container)
+
+    def schedule_flush(self, container: Container) -> None:
+        """Run orchestrator.flush for `container` FLUSH_DELAY from now, once however often asked."""
+        if container.id not in self._flushes:
+            self._flushes.add(container.id)
+            self.background(self._flush_later(container))
+
+    async def _flush_later(self, container: Container) -> None:
+        try:
+            await asyncio.sleep(FLUSH_DELAY)
+        finally:
+            self._flushes.discard(container.id)
+        if container.state != DESTROYED:  # destroy removed the lock and everything to flush
+            await self.locked_call(container, self.orchestrator.flush, container)
 
     async def destroy(self, container: Container) -> None:
         async with self.lock_for(container):
@@ -247,7 +269,11 @@ class WardenServer:
         for container in list(self.orchestrator.containers.values()):
             async with self.lock_for(container):
                 with contextlib.suppress(Exception):
-                    await self.blocking(self.orchestrator.write_snapshot, container)
+                    await self.blocking(self._write_and_flush, container)
+
+    def _write_and_flush(self, container: Container) -> None:
+        self.orchestrator.write_snapshot(container)
+        self.orchestrator.flush(container)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -27,17 +27,25 @@ def driver(real_kernel):
 
 @pytest.fixture
 def container(driver, tmp_path):
-    proc = subprocess.Popen(["sleep", "600"])
     c = Container(id="t" + os.urandom(5).hex(), handle="h", path=tmp_path)
-    c.records["exec"] = {"pid": proc.pid}
     c.records["limits"] = driver.apply_limits(container=c, settings=driver.settings)
+    # What an exec driver does with the record: the process joins through the tasks files.
+    join = 'for f in "$@"; do echo 0 > "$f" || exit 1; done; echo joined; exec sleep 600'
+    proc = subprocess.Popen(["sh", "-c", join, "sh", *c.records["limits"]["tasks"]],
+                            stdout=subprocess.PIPE)
+    joined = proc.stdout.readline()
+    proc.stdout.close()
+    c.records["exec"] = {"pid": proc.pid}
+    if joined != b"joined\n":
+        proc.kill()
     yield c
     driver.release_limits(container=c, record=c.records.get("limits"))
     proc.wait(timeout=10)
 
 
-def test_hook_apply_limits_places_init_in_every_group(driver, container):
+def test_hook_apply_limits_names_the_tasks_files_of_every_group(driver, container):
     pid = container.records["exec"]["pid"]
+    assert len(container.records["limits"]["tasks"]) == len(driver._paths(container).directories())
     for directory in driver._paths(container).directories():
         assert str(pid) in (directory / "cgroup.procs").read_text().split()
     devices = (driver._paths(container).devices / "devices.list").read_text()

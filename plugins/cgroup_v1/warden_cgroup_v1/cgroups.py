@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import kernel, tasks
 from .errors import CgroupError
-from .tasks import CGROUP_PROCS
+from .tasks import CGROUP_PROCS, TASKS
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -177,6 +177,11 @@ def create(
             if directory == cpuset_dir:
                 _inherit_cpuset(group)
     return paths
+
+
+def tasks_files(paths: CgroupPaths) -> list[Path]:
+    """The `tasks` file of each directory: a thread writing "0" into one joins that group."""
+    return [directory / TASKS for directory in paths.directories()]
 
 
 def add_task(paths: CgroupPaths, pid: int) -> None:

@@ -57,10 +57,12 @@ class CgroupV1Driver(LimitsDriver):
 
     @hookimpl
     def apply_limits(self, container, settings):
+        """Groups made and restricted before the init exists; the exec driver has it born in
+        them through the `tasks` files named in the record (a process moving itself is fast)."""
         paths = cgroups.create(self.root, self.prefix, container.id, self.hierarchies)
         devices.restrict(paths.devices)
-        cgroups.add_task(paths, container.records["exec"]["pid"])
-        return {"prefix": self.prefix, "controllers": sorted(paths.by_controller)}
+        return {"prefix": self.prefix, "controllers": sorted(paths.by_controller),
+                "tasks": [str(path) for path in cgroups.tasks_files(paths)]}
 
     @hookimpl
     def release_limits(self, container, record):

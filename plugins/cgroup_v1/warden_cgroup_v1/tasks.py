@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .cgroups import CgroupPaths
 
 CGROUP_PROCS = "cgroup.procs"
+TASKS = "tasks"
 
 
 def list_pids(path: Path) -> list[int]:

@@ -295,3 +295,15 @@ def test_a_bad_command_line_is_raised_with_wshd_message(wshd_binary, tmp_path) -
     with pytest.raises(WshdError, match=r"contains \.\."):
         start_wshd(wshd_binary, tmp_path, tmp_path, "box", [(str(tmp_path), "/a/../b", True)])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cgroup_it_cannot_join_ends_start_up_before_anything_is_made(wshd_binary, tmp_path) -> None:
+    run_dir, root = tmp_path / "run", tmp_path / "root"
+    run_dir.mkdir()
+    root.mkdir()
+    missing = str(tmp_path / "no-such-group" / "tasks")
+    with pytest.raises(WshdError, match=r"^wshd: open \S+/no-such-group/tasks: No such file"):
+        start_wshd(wshd_binary, run_dir, root, "box", [], cgroup_tasks=[missing])
+    with pytest.raises(WshdError, match=r"--cgroup-tasks tasks: not an absolute path"):
+        start_wshd(wshd_binary, run_dir, root, "box", [], cgroup_tasks=["tasks"])
+    assert list(run_dir.iterdir()) == []

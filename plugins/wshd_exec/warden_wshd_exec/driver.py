@@ -22,7 +22,6 @@ from .wshd_client import WshdConnection, WshdError, parse_status_file, start_wsh
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "exit_status"
-SCRIPT_FILE = "script"
 
 
 class WshdDriver(ExecDriver):
@@ -52,9 +51,10 @@ class WshdDriver(ExecDriver):
     def setup_init(self, container, settings):
         container.run_dir.mkdir(exist_ok=True)
         binds = [(b["src"], b["dst"], b["mode"] == "ro") for b in container.binds]
+        cgroup_tasks = (container.records.get("limits") or {}).get("tasks", [])
         try:
             launch = start_wshd(self.binary, container.run_dir, container.rootfs_dir,
-                                container.id, binds)
+                                container.id, binds, cgroup_tasks=cgroup_tasks)
         except (WshdError, OSError) as exc:
             raise DriverError(f"start wshd for {container.id}: {exc}") from exc
         self._launches[container.id] = launch
@@ -82,7 +82,6 @@ class WshdDriver(ExecDriver):
     @hookimpl
     def spawn(self, container, job, settings):
         spec = jobspec.job_spec(container.uid, job.privileged, job.rlimits)
-        (job.dir / SCRIPT_FILE).write_bytes(job.script)
         fds = _open_job_files(job)
         try:
             conn = WshdConnection(container.run_dir)
@@ -156,9 +155,10 @@ class WshdDriver(ExecDriver):
 
 
 def _open_job_files(job) -> list[int]:
-    """stdin (the script), stdout, stderr, status: opened here so they outlive the server."""
+    """stdin (the script), stdout, stderr, status: opened here so they outlive the server.
+    The script is a memfd: bash alone reads it, so it need not be a file in the job's directory."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-    stdin = os.open(job.dir / SCRIPT_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    stdin = _script_fd(job.script)
     if job.discard_output:
         out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         err = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
@@ -167,6 +167,20 @@ def _open_job_files(job) -> list[int]:
         err = os.open(job.stderr_path, flags, 0o600)
     status = os.open(job.dir / STATUS_FILE, flags, 0o600)
     return [stdin, out, err, status]
+
+
+def _script_fd(script: bytes) -> int:
+    """A memfd holding `script`, positioned at its start."""
+    fd = os.memfd_create("warden-job-script", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(script)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _read_pid(run_dir: Path) -> int | None:

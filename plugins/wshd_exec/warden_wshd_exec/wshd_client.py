@@ -475,16 +475,20 @@ def start_wshd(
     hostname: str,
     binds: Sequence[tuple[str, str, bool]],
     timeout: float = 10.0,
+    cgroup_tasks: Sequence[str] = (),
 ) -> WshdLaunch:
     """Start wshd up to its barrier and return the launch (its .pid is the init's host pid).
 
-    binds are (host source, container destination, read_only). The caller places .pid in its
-    cgroups and network, then calls release(); or abort() to give up.
+    binds are (host source, container destination, read_only). The init is born in the cgroups
+    whose `tasks` files `cgroup_tasks` names. The caller places .pid in its network, then calls
+    release(); or abort() to give up.
     """
     args = [os.fspath(binary), "--run", os.fspath(run_dir), "--root", os.fspath(root_dir)]
     args += ["--hostname", hostname]
     for src, dst, read_only in binds:
         args += ["--bind", f"{src}:{dst}:{'ro' if read_only else 'rw'}"]
+    for path in cgroup_tasks:
+        args += ["--cgroup-tasks", path]
     # A session of its own: signals to the server's process group must not reach containers.
     proc = subprocess.Popen(
         args,
