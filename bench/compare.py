@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> dict:
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, True)
         server = stack.enter_context(bench_server())
-        ours = Ours(server.socket)
+        ours = Ours(server.socket, server.settings.depot)
         stack.callback(ours.close)
         with ExitStack() as peer_stack:
             peers = [] if "peers" in args.skip else start_peers(peer_stack, workdir, leftovers)

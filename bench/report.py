@@ -98,8 +98,8 @@ def print_report(results: dict, peers: Sequence[str]) -> None:
     print("\n".join(latency_table(results["latency"], peers)))
     deferred = results.get("deferred", {})
     if any(row.get("n") for row in deferred.values()):
-        print("deferred: after (1) and (3), kernel work left behind (a peer's netns and veth "
-              "dying) waited out untimed:\n    " + ", ".join(
+        print("deferred: after (1) and (3), work left behind (a peer's netns and veth dying, "
+              "our server's cleanup after destroy answered) waited out untimed:\n    " + ", ".join(
                   f"{name} median {row['median_ms']:.1f} ms" for name, row in deferred.items()
                   if row.get("n")))
     stream = results.get("stream")

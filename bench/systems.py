@@ -5,8 +5,11 @@ runtime with the script's set-up around it (sandbox.py)."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from warden_framework.client import Client
 
@@ -14,6 +17,8 @@ from .runtimes import Runtime
 from .sandbox import Sandbox, Sandboxes
 
 TRUE = b"true"
+# How long Ours.settle waits for the server's background cleanup of destroyed containers.
+SETTLE_TIMEOUT = 30.0
 # Checked once in each system's live container: the network set-up is really there.
 NET_CHECK = ("/sbin/ip -4 addr show eth0 | grep -q 'inet ' && "
              "/sbin/ip route | grep -q '^default via'")
@@ -25,8 +30,9 @@ OUR_NET_CHECK = (b"/sbin/ip -4 addr | grep 'inet ' | grep -qv '127.0.0.1' && "
 class Ours:
     name = "warden"
 
-    def __init__(self, socket: str) -> None:
+    def __init__(self, socket: str, depot: Path | None = None) -> None:
         self.socket = socket
+        self.depot = depot
         self.client = Client(socket)
         self.client.connect()
         self.target: str | None = None
@@ -46,7 +52,14 @@ class Ours:
         self._true(self.target)
 
     def settle(self) -> None:
-        """Nothing to wait for: destroy returns once the veth is gone."""
+        """Wait until the server finished the cleanup of every destroyed container (it runs
+        after destroy returned): the depot holds only the live target's directory."""
+        if self.depot is None:
+            return
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        live = 1 if self.target is not None else 0
+        while len(os.listdir(self.depot)) > live and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
     def start_target(self) -> None:
         self.target = self.client.create().handle

@@ -97,7 +97,8 @@ def setup_fs(container: Container, settings: Settings) -> dict:
 def teardown_fs(container: Container, record: dict | None) -> None:
     """Unmount and remove what setup_fs made.
 
-    Called: on destroy; on rollback; by recovery for a dead container (record may be None).
+    Called: after destroy answered, in its background cleanup (finish_destroy); on rollback;
+    by recovery for a dead container (record may be None).
     May assume: nothing; the mount may be gone already.
     Returns: None. Calling it twice is harmless.
     On failure: raise DriverError naming the mount or path that cannot be removed.
@@ -135,7 +136,8 @@ def start_init(container: Container, record: dict) -> None:
 def teardown_init(container: Container, record: dict | None) -> None:
     """Kill the container's init and every process in it.
 
-    Called: on destroy, on rollback, by recovery (record may be None: find by container.path).
+    Called: on destroy, before it answers (the only teardown the client waits for); on
+    rollback; by recovery (record may be None: find by container.path).
     May assume: nothing; the init may be dead already.
     Returns: None once no process of the container is left. Idempotent.
     On failure: raise DriverError naming the process that survives.
@@ -159,7 +161,8 @@ def apply_limits(container: Container, settings: Settings) -> dict:
 def release_limits(container: Container, record: dict | None) -> None:
     """Remove the container's cgroups (after its processes are gone).
 
-    Called: on destroy, rollback and recovery cleanup, after teardown_init.
+    Called: after destroy answered, in its background cleanup (finish_destroy); on rollback
+    and recovery cleanup; always after teardown_init.
     May assume: nothing; groups may be missing.
     Returns: None. Idempotent.
     On failure: raise DriverError naming the group that cannot be removed.
@@ -182,7 +185,8 @@ def setup_disk(container: Container, settings: Settings) -> dict:
 def teardown_disk(container: Container, record: dict | None) -> None:
     """Undo setup_disk.
 
-    Called: on destroy, rollback and recovery cleanup.
+    Called: after destroy answered, in its background cleanup (finish_destroy); on rollback
+    and recovery cleanup.
     May assume: nothing.
     Returns: None. Idempotent.
     On failure: raise DriverError naming the object.
@@ -206,8 +210,9 @@ def setup_net(container: Container, settings: Settings) -> dict:
 def teardown_net(container: Container, record: dict | None) -> None:
     """Remove what setup_net made for this container.
 
-    Called: on destroy; on rollback; by recovery for a dead container (record may be None);
-    after teardown_init, so the init that held the network namespace is normally dead.
+    Called: after destroy answered, in its background cleanup (finish_destroy); on rollback;
+    by recovery for a dead container (record may be None); after teardown_init, so the init
+    that held the network namespace is normally dead.
     May assume: nothing. The veth, the chains, or both may be missing.
     Returns: None. Calling it twice is harmless.
     On failure: raise only if an object exists and cannot be removed; name it.

@@ -1,7 +1,8 @@
 """Thin: each request is a sequence of Hooks calls; create is a table of steps with rollback.
 
 All methods are synchronous and run in the server's thread pool while the server holds the
-container's lock. Texts of WardenErrors reach the client verbatim.
+container's lock (finish_destroy excepted: the container is out of the registry by then).
+Texts of WardenErrors reach the client verbatim.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ CREATE_STEPS = (
 # dies and takes the veth pair with it in ~1 ms, where deleting a live veth waits ~18 ms on
 # RCU in the kernel (bench/profile.py).
 TEARDOWN_ORDER = ("exec", "network", "limits", "rootfs", "disk")
+# What destroy tears down before it answers: with every process gone the container is gone
+# from the API; the rest of TEARDOWN_ORDER is finish_destroy's, off the request's path.
+DESTROY_NOW = ("exec",)
 STOP_TIMEOUT = 10.0
 OUT_OF_MEMORY = "out of memory"
 OUTPUT_EXCEEDED = "command exceeded maximum output"
@@ -127,11 +131,13 @@ class Orchestrator:
             log.info("create of %s failed: %s", container.id, exc)
             raise
 
-    def _teardown(self, container: Container) -> list[BaseException]:
-        """Run the teardown of every started step in TEARDOWN_ORDER; keep every error."""
+    def _teardown(self, container: Container,
+                  subsystems: tuple[str, ...] = TEARDOWN_ORDER) -> list[BaseException]:
+        """Run the teardown of every started step among `subsystems` (in TEARDOWN_ORDER);
+        keep every error."""
         steps = {sub: teardown for sub, _, teardown in CREATE_STEPS}
         errors: list[BaseException] = []
-        for subsystem in TEARDOWN_ORDER:
+        for subsystem in subsystems:
             if subsystem not in container.records or not self.hooks.has(subsystem):
                 continue
             try:
@@ -164,6 +170,12 @@ class Orchestrator:
             self.write_snapshot(container)
 
     def destroy(self, container: Container) -> None:
+        """What the API needs now: every process killed, jobs finished, the handle free.
+
+        The snapshot says `destroying` before anything is torn down, so from here on a crash
+        is finished by recovery. The rest (network, limits, rootfs, disk, then the pools and
+        the directory) is `finish_destroy`'s, which the server runs off the request's path.
+        """
         if container.state == ACTIVE:
             try:
                 self.stop(container, kill=False)
@@ -171,7 +183,7 @@ class Orchestrator:
                 log.warning("stop before destroy of %s: %s", container.id, exc)
         container.destroying = True  # a crash from here on: recovery finishes the destroy
         self.write_snapshot(container)
-        errors = self._teardown(container)
+        errors = self._teardown(container, DESTROY_NOW)
         if errors:
             container.destroying = False
             self.write_snapshot(container)
@@ -182,10 +194,22 @@ class Orchestrator:
         with self._snapshot_lock:
             self._stale.discard(container.id)
             self._forgotten.pop(container.id, None)
-        self._release_resources(container)
         with self._lock:
             if self.containers.get(container.handle) is container:
                 del self.containers[container.handle]
+
+    def finish_destroy(self, container: Container) -> bool:
+        """The rest of a destroy: the remaining teardowns, then (only if all succeeded) the
+        network, uid and ports back to the pools and the directory removed. If a teardown
+        fails, the snapshot keeps `destroying` and the pool entries stay reserved: the next
+        start finishes it. Returns whether everything was released."""
+        errors = self._teardown(container)
+        for err in errors:
+            log.error("destroy of %s: %s (the next start finishes it)", container.id, err)
+        if errors:
+            return False
+        self._release_resources(container)
+        return True
 
     # -- jobs -----------------------------------------------------------------------------
     def spawn(self, container: Container, script: bytes, privileged: bool, rlimits: dict[str, int],
@@ -401,6 +425,9 @@ class Orchestrator:
         # Without a record every teardown runs with None and finds objects by the id.
         for subsystem, _, _ in CREATE_STEPS:
             container.records.setdefault(subsystem, None)
-        for err in self._teardown(container):
+        errors = self._teardown(container)
+        for err in errors:
             log.error("cleanup of %s: %s", path, err)
+        if errors:  # keep its pool entries and directory: the next start tries again
+            return
         self._release_resources(container)

@@ -87,8 +87,9 @@ def test_bandwidth_reads_back(net_client):
     assert (stat.in_rate, stat.in_burst, stat.out_rate, stat.out_burst) == (100000, 1000, 100000, 1000)
 
 
-def test_destroy_removes_veth(net_client):
+def test_destroy_removes_veth(warden_net, net_client):
     h = net_client.create().handle
     cid = container_id(net_client, h)
     net_client.destroy(handle=h)
+    warden_net.call(warden_net.server.wait_cleanups)  # teardown_net runs after the answer
     assert not os.path.exists(f"/sys/class/net/w-{cid}-0")

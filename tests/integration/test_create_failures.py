@@ -3,6 +3,7 @@ leaves nothing behind: no mount, cgroup, veth, chain, process or depot dir (the 
 checker fails the test otherwise)."""
 
 import os
+import signal
 
 import pytest
 
@@ -59,8 +60,27 @@ def test_server_killed_during_create_cleans_up_at_next_start(server_process, ste
     assert os.listdir(srv.settings.depot) == []
 
 
-@pytest.mark.parametrize("step", ["teardown_net", "teardown_init", "teardown_fs"])
-def test_server_killed_during_destroy_finishes_it_at_next_start(server_process, step):
+def test_server_killed_during_destroy_finishes_it_at_next_start(server_process):
+    srv = server_process
+    with Client(srv.socket) as c:
+        handle = c.create().handle
+        c.spawn(handle=handle, script=b"sleep 100")
+    srv.kill()
+    srv.start(env={"WARDEN_TEST_FAULT": "teardown_init:kill"})
+    with Client(srv.socket) as c:
+        with pytest.raises((EOFError, ConnectionError)):
+            c.destroy(handle=handle)
+    srv.proc.wait(30)
+    srv.start()
+    with Client(srv.socket) as c:
+        assert list(c.list().handles) == []
+    assert os.listdir(srv.settings.depot) == []
+
+
+@pytest.mark.parametrize("step", ["teardown_net", "release_limits", "teardown_fs"])
+def test_server_killed_after_destroy_returned_finishes_cleanup_at_next_start(server_process, step):
+    """destroy answers once the processes are dead; the server dies in the cleanup that
+    follows (the snapshot still says destroying): the next start removes everything."""
     srv = server_process
     with Client(srv.socket) as c:
         handle = c.create().handle
@@ -68,9 +88,9 @@ def test_server_killed_during_destroy_finishes_it_at_next_start(server_process, 
     srv.kill()
     srv.start(env={"WARDEN_TEST_FAULT": f"{step}:kill"})
     with Client(srv.socket) as c:
-        with pytest.raises((EOFError, ConnectionError)):
-            c.destroy(handle=handle)
-    srv.proc.wait(30)
+        c.destroy(handle=handle)  # answered before the cleanup's first step
+    assert srv.proc.wait(30) == -signal.SIGKILL
+    assert os.listdir(srv.settings.depot) != []  # the cleanup did not finish
     srv.start()
     with Client(srv.socket) as c:
         assert list(c.list().handles) == []

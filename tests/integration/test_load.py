@@ -154,6 +154,7 @@ def test_fifty_clients_mixing_requests(loaded_warden, caplog):
           f"(slowest {slowest * 1e3:.0f} ms); {batches} pipelined echo batches")
     assert server_complaints(caplog) == []
     assert loaded_warden.orchestrator.handles() == []
+    loaded_warden.call(loaded_warden.server.wait_cleanups)  # destroy cleans up after answering
     assert os.listdir(loaded_warden.settings.depot) == []
 
 
@@ -213,4 +214,5 @@ def test_requests_on_one_container_while_it_is_destroyed(loaded_warden, caplog):
     assert frames[0].data == b"tick\n" and frames[-1].HasField("exit_status")
     assert server_complaints(caplog) == []
     assert loaded_warden.orchestrator.handles() == []
+    loaded_warden.call(loaded_warden.server.wait_cleanups)  # destroy cleans up after answering
     assert os.listdir(loaded_warden.settings.depot) == []

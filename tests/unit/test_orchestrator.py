@@ -80,13 +80,61 @@ def test_network_pool_exhaustion(orch):
 
 def test_destroy_tears_down_in_order_and_releases(orch):
     c = orch.create(None, 5, None, None, [])
+    orch.net_in(c, None, None)
     _Fake.calls.clear()
     orch.destroy(c)
+    assert orch.finish_destroy(c) is True
     assert hooks_called(c.id) == ["stop", "teardown_init", "teardown_net", "release_limits",
                                   "teardown_fs", "teardown_disk"]
     assert c.state == "destroyed" and not c.path.exists()
+    assert len(orch.pools.network) == 2 and len(orch.pools.uids) == 4
+    assert len(orch.pools.ports) == 1000  # the port from net_in came back
     with pytest.raises(WardenError, match="^unknown handle$"):
         orch.lookup(c.handle)
+
+
+def test_destroy_returns_before_the_slow_teardowns_and_pools_wait_for_them(orch):
+    c = orch.create("h", 5, None, None, [])
+    orch.net_in(c, None, None)
+    _Fake.calls.clear()
+    orch.destroy(c)
+    # gone from the API at once; only the processes were killed
+    assert hooks_called(c.id) == ["stop", "teardown_init"]
+    assert c.state == "destroyed" and orch.handles() == []
+    with pytest.raises(WardenError, match="^unknown handle$"):
+        orch.lookup("h")
+    # nothing handed out twice: network, uid and port stay reserved, the directory stays
+    assert len(orch.pools.network) == 1 and len(orch.pools.uids) == 3
+    assert len(orch.pools.ports) == 999
+    assert c.path.exists()
+    # the handle is free for a new container at once, with other resources
+    again = orch.create("h", 5, None, None, [])
+    assert again.id != c.id and again.network != c.network and again.uid != c.uid
+    assert orch.net_in(again, None, None)[0] != c.ports[0]
+    assert orch.finish_destroy(c) is True
+    assert hooks_called(c.id)[2:] == ["teardown_net", "release_limits", "teardown_fs",
+                                      "teardown_disk"]
+    # only `again`'s entries stay out
+    assert len(orch.pools.network) == 1 and len(orch.pools.uids) == 3
+    assert len(orch.pools.ports) == 999
+    assert not c.path.exists()
+    assert orch.lookup("h") is again
+
+
+def test_failed_finish_destroy_keeps_everything_reserved_until_next_start(orch):
+    c = orch.create("h", 5, None, None, [])
+    orch.destroy(c)
+    _Fake.fail_on = {"teardown_fs"}
+    assert orch.finish_destroy(c) is False
+    assert c.path.exists() and c.snapshot_path.exists()
+    assert len(orch.pools.network) == 1 and len(orch.pools.uids) == 3
+    _Fake.fail_on = set()
+    again = build_orchestrator(orch.settings, overrides=FAKE_DRIVERS, load_entry_points=False)
+    _Fake.calls.clear()
+    assert again.recover_all() == []
+    assert "teardown_fs" in hooks_called(c.id) and "teardown_disk" in hooks_called(c.id)
+    assert not c.path.exists()
+    assert len(again.pools.network) == 2 and len(again.pools.uids) == 4
 
 
 def test_state_checks_use_warden_text(orch):

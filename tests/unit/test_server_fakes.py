@@ -1,16 +1,19 @@
 """The whole server over its unix socket with in-memory fake drivers: protocol behaviour,
 ordering, error texts, bad input, grace time and drain. Jobs run in the host's bash."""
 
+import os
 import socket
+import threading
 import time
 
 import pytest
 
+from warden_framework import hookimpl
 from warden_framework.client import Client, ServerError
 from warden_framework.config import settings_from_dict
 from warden_framework.protocol import frame_message, pb
 from warden_framework.testing.fakes import FAKE_DRIVERS, _Fake
-from warden_framework.testing.server import running_server
+from warden_framework.testing.server import ServerThread, running_server
 
 
 def free_port():
@@ -185,3 +188,44 @@ def test_grace_time_spares_referenced_container(server):
     finally:
         holder.disconnect()
     assert wait_until(lambda: server.orchestrator.handles() == [])
+
+
+class HoldTeardownFs:
+    """Blocks teardown_fs until `release` is set: the cleanup after a destroy is pending."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    @hookimpl(wrapper=True, specname="teardown_fs")
+    def hold(self, container):
+        self.entered.set()
+        self.release.wait(30)
+        return (yield)
+
+
+def test_destroy_answers_before_cleanup_and_stop_waits_for_it(tmp_path):
+    settings = settings_from_dict({
+        "server": {"unix_domain_path": str(tmp_path / "w.sock"),
+                   "container_depot_path": str(tmp_path / "depot")},
+        "port": {"pool_start_port": 30000, "pool_size": 1000},
+        "user": {"pool_start_uid": 70000, "pool_size": 8},
+        "network": {"pool_network": "10.98.0.0/29", "release_delay": 0},
+    })
+    hold = HoldTeardownFs()
+    srv = ServerThread(settings, FAKE_DRIVERS, [hold]).start()
+    try:
+        with Client(settings.server.unix_domain_path) as c:
+            h = c.create(handle="h").handle
+            c.destroy(handle=h)  # answered while the cleanup is held in teardown_fs
+            assert hold.entered.wait(30)
+            assert list(c.list().handles) == []
+            assert c.create(handle="h").handle == b"h"  # the handle is free at once
+            assert len(os.listdir(settings.depot)) == 2  # the old directory is still there
+            assert len(srv.orchestrator.pools.network) == 0  # and its network still reserved
+            c.destroy(handle="h")
+    finally:
+        hold.release.set()
+        srv.stop()  # drain and close wait for every pending cleanup
+    assert os.listdir(settings.depot) == []
+    assert len(srv.orchestrator.pools.network) == 2

@@ -57,6 +57,7 @@ class WardenServer:
         self._watched: dict[str, list[Any]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._flushes: set[str] = set()  # container ids with a flush scheduled
+        self._cleanups: set[asyncio.Future] = set()  # finish_destroy calls not yet done
         self._server: asyncio.AbstractServer | None = None
         self._drained = asyncio.Event()
         self.draining = False
@@ -160,6 +161,25 @@ class WardenServer:
             await self.blocking(self.orchestrator.destroy, container)
         self.references.forget(container.handle)
         self._locks.pop(container.id, None)
+        self._finish_destroy_later(container)
+
+    def _finish_destroy_later(self, container: Container) -> None:
+        """Run the rest of the destroy in the thread pool once the client has its answer
+        (this returns before the task's first step, so the response is written first);
+        drain and close wait for it."""
+        cleanup = asyncio.ensure_future(self.blocking(self.orchestrator.finish_destroy, container))
+        self._cleanups.add(cleanup)
+        cleanup.add_done_callback(self._cleanup_done)
+
+    def _cleanup_done(self, cleanup: asyncio.Future) -> None:
+        self._cleanups.discard(cleanup)
+        if not cleanup.cancelled() and cleanup.exception() is not None:
+            log.error("finishing a destroy failed: %s", cleanup.exception())
+
+    async def wait_cleanups(self) -> None:
+        """Return once every destroy started so far has finished its cleanup."""
+        while self._cleanups:
+            await asyncio.gather(*list(self._cleanups), return_exceptions=True)
 
     async def _grace_expired(self, handle: str) -> None:
         try:
@@ -255,7 +275,8 @@ class WardenServer:
     # -- drain and shutdown ----------------------------------------------------------------
     async def drain(self) -> None:
         """SIGUSR2: stop accepting; close idle and waiting connections now, the others after
-        their request; write every snapshot; jobs keep running (facts §3.3)."""
+        their request; write every snapshot; finish every destroyed container's cleanup;
+        jobs keep running (facts §3.3)."""
         self.draining = True
         if self._server is not None:
             self._server.close()
@@ -270,12 +291,14 @@ class WardenServer:
             async with self.lock_for(container):
                 with contextlib.suppress(Exception):
                     await self.blocking(self._write_and_flush, container)
+        await self.wait_cleanups()
 
     def _write_and_flush(self, container: Container) -> None:
         self.orchestrator.write_snapshot(container)
         self.orchestrator.flush(container)
 
     async def close(self) -> None:
+        await self.wait_cleanups()  # a stopped server has finished every cleanup
         for task in list(self._tasks):
             task.cancel()
         for container in list(self.orchestrator.containers.values()):
