@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from warden_framework.client import Client
-from warden_framework.config import settings_from_dict
 from warden_framework.protocol import (
     FrameDecoder,
     decode_message,
@@ -23,7 +22,7 @@ from warden_framework.protocol import (
     pb,
 )
 from warden_framework.testing.fakes import FAKE_DRIVERS, _Fake
-from warden_framework.testing.server import running_server
+from warden_framework.testing.server import fake_settings, running_server
 
 MAX_FRAME = 16 * 1024 * 1024
 READ_TIMEOUT = 10.0  # a reply or close not seen in this long counts as a hang
@@ -32,14 +31,7 @@ READ_TIMEOUT = 10.0  # a reply or close not seen in this long counts as a hang
 @pytest.fixture
 def server(tmp_path):
     _Fake.fail_on = set()
-    config = settings_from_dict({
-        "server": {"unix_domain_path": str(tmp_path / "w.sock"),
-                   "container_depot_path": str(tmp_path / "depot"),
-                   "container_grace_time": None, "max_frame_bytes": MAX_FRAME},
-        "health_check_server": {"port": None},
-        "user": {"pool_start_uid": 70000, "pool_size": 8},
-        "network": {"pool_network": "10.98.0.0/27", "release_delay": 0},
-    })
+    config = fake_settings(tmp_path, server={"max_frame_bytes": MAX_FRAME})
     with running_server(config, FAKE_DRIVERS) as srv:
         yield srv
         # whatever the test sent, the server's loop is still running

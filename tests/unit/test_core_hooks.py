@@ -13,10 +13,10 @@ import pytest
 
 from warden_framework import hookimpl
 from warden_framework.client import Client, ServerError
-from warden_framework.config import Settings, settings_from_dict
+from warden_framework.config import Settings
 from warden_framework.errors import WardenError
 from warden_framework.testing.fakes import FAKE_DRIVERS, _Fake
-from warden_framework.testing.server import ServerThread, running_server
+from warden_framework.testing.server import ServerThread, fake_settings, running_server
 
 
 class RefuseHandle:
@@ -59,15 +59,9 @@ class TagSnapshot:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return settings_from_dict({
-        "server": {"unix_domain_path": str(tmp_path / "w.sock"),
-                   "container_depot_path": str(tmp_path / "depot"),
-                   "container_grace_time": None},
-        "health_check_server": {"port": None},
-        "port": {"pool_start_port": 31000, "pool_size": 1000},
-        "user": {"pool_start_uid": 71000, "pool_size": 4},
-        "network": {"pool_network": "10.97.0.0/29", "release_delay": 0},
-    })
+    return fake_settings(tmp_path, port={"pool_start_port": 31000},
+                         user={"pool_start_uid": 71000, "pool_size": 4},
+                         network={"pool_network": "10.97.0.0/29"})
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ import pytest
 
 from warden_framework import hookimpl
 from warden_framework.client import Client, ServerError
-from warden_framework.config import settings_from_dict
 from warden_framework.protocol import frame_message, pb
 from warden_framework.testing.fakes import FAKE_DRIVERS, _Fake
-from warden_framework.testing.server import ServerThread, running_server
+from warden_framework.testing.server import ServerThread, fake_settings, running_server
 
 
 def free_port():
@@ -25,16 +24,9 @@ def free_port():
 @pytest.fixture
 def server(tmp_path):
     _Fake.fail_on = set()
-    settings = settings_from_dict({
-        "server": {"unix_domain_path": str(tmp_path / "w.sock"),
-                   "container_depot_path": str(tmp_path / "depot"),
-                   "container_grace_time": None, "job_output_limit": 1000,
-                   "pidfile": str(tmp_path / "w.pid")},
-        "health_check_server": {"port": free_port()},
-        "port": {"pool_start_port": 30000, "pool_size": 1000},
-        "user": {"pool_start_uid": 70000, "pool_size": 8},
-        "network": {"pool_network": "10.98.0.0/27", "release_delay": 0},
-    })
+    settings = fake_settings(
+        tmp_path, server={"job_output_limit": 1000, "pidfile": str(tmp_path / "w.pid")},
+        health_check_server={"port": free_port()})
     with running_server(settings, FAKE_DRIVERS) as srv:
         yield srv
 
@@ -205,13 +197,7 @@ class HoldTeardownFs:
 
 
 def test_destroy_answers_before_cleanup_and_stop_waits_for_it(tmp_path):
-    settings = settings_from_dict({
-        "server": {"unix_domain_path": str(tmp_path / "w.sock"),
-                   "container_depot_path": str(tmp_path / "depot")},
-        "port": {"pool_start_port": 30000, "pool_size": 1000},
-        "user": {"pool_start_uid": 70000, "pool_size": 8},
-        "network": {"pool_network": "10.98.0.0/29", "release_delay": 0},
-    })
+    settings = fake_settings(tmp_path, network={"pool_network": "10.98.0.0/29"})
     hold = HoldTeardownFs()
     srv = ServerThread(settings, FAKE_DRIVERS, [hold]).start()
     try:

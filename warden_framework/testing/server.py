@@ -7,10 +7,26 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from ..config import Settings
+from ..config import Settings, settings_from_dict
 from ..drivers import Driver
 from ..server.listener import WardenServer
 from ..server.main import build_orchestrator, serve
+
+
+def fake_settings(tmp_path, **overrides) -> Settings:
+    """Settings for a server on fake drivers: socket and depot under tmp_path, no health port,
+    no grace timer, small pools; `overrides` update sections, e.g. server={"job_output_limit": 10}."""
+    data = {
+        "server": {"unix_domain_path": str(tmp_path / "w.sock"),
+                   "container_depot_path": str(tmp_path / "depot"), "container_grace_time": None},
+        "health_check_server": {"port": None},
+        "port": {"pool_start_port": 30000, "pool_size": 1000},
+        "user": {"pool_start_uid": 70000, "pool_size": 8},
+        "network": {"pool_network": "10.98.0.0/27", "release_delay": 0},
+    }
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return settings_from_dict(data)
 
 
 class ServerThread:
