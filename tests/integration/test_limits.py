@@ -2,7 +2,12 @@
 
 import time
 
+import pytest
+
 from warden_framework.client import Client
+from warden_framework.testing.server import running_server
+
+from .conftest import _missing, server_settings
 
 
 def wait_for(predicate, timeout=30):
@@ -72,3 +77,14 @@ def test_jobs_are_born_in_the_containers_cgroups(client):
              for ctrl in ctrls.split(",")}
     for ctrl in ("cpu", "cpuacct", "memory", "devices"):
         assert paths[ctrl].endswith("/" + container_id), lines
+
+
+def test_container_rlimits_from_config_apply_to_every_job(tmp_path):
+    if _missing():
+        pytest.skip(_missing())
+    settings = server_settings(tmp_path, server={"container_rlimits": {"nofile": 2048}})
+    with running_server(settings), Client(settings.server.unix_domain_path) as c:
+        h = c.create().handle
+        assert c.run(handle=h, script=b"ulimit -n").stdout == b"2048\n"
+        assert c.run(handle=h, script=b"ulimit -n", rlimits={"nofile": 1234}).stdout == b"1234\n"
+        assert c.run(handle=h, script=b"ulimit -n").stdout == b"2048\n"  # no leak into later jobs
