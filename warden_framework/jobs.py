@@ -99,8 +99,14 @@ class Job:
         err = _read(self.stderr_path, limit - len(out))
         return out, err
 
-    async def follow(self, limit: int) -> AsyncIterator[tuple[str, bytes]]:
-        """Yield (name, data) chunks from the start of both files until the job is done."""
+    def output_offsets(self) -> dict[str, int]:
+        """How far each output file is written now (to follow only what comes next)."""
+        return {"stdout": _size(self.stdout_path), "stderr": _size(self.stderr_path)}
+
+    async def follow(self, limit: int, start: dict[str, int] | None = None
+                     ) -> AsyncIterator[tuple[str, bytes]]:
+        """Yield (name, data) chunks of both files until the job is done, from the start of
+        each file or from the offsets in `start`."""
         files = {}
         try:
             sent = 0
@@ -110,6 +116,8 @@ class Job:
                 for name, path in (("stdout", self.stdout_path), ("stderr", self.stderr_path)):
                     if name not in files:
                         files[name] = _open(path)
+                        if files[name] is not None and start:
+                            files[name].seek(start.get(name, 0))
                     f = files[name]
                     if f is None or sent >= limit:
                         continue

@@ -21,6 +21,7 @@ from ..protocol import (FrameDecoder, FrameError, ProtocolError, decode_message,
                         frame_message)
 from .dispatch import LONG_WAITS, Dispatcher, info_response
 from .grace import References
+from .joblog import forward_output
 
 log = logging.getLogger(__name__)
 READ_SIZE = 1 << 16
@@ -120,9 +121,15 @@ class WardenServer:
             self._unwatch_one(container, src)
         self._watched.pop(container.id, None)
 
-    def track_job(self, container: Container, job: Job) -> None:
-        """Enforce the output limit while the job runs; mark the snapshot stale when it ends."""
+    def track_job(self, container: Container, job: Job, recovered: bool = False) -> None:
+        """Enforce the output limit while the job runs; mark the snapshot stale when it ends;
+        copy its output to syslog when it has a log_tag (after a restart, only new output,
+        so no line is logged twice)."""
         self.background(self._supervise_job(container, job))
+        if job.log_tag and not job.discard_output:
+            start = job.output_offsets() if recovered else None
+            self.background(forward_output(job, self.settings.server.job_output_limit,
+                                           self.settings.server.syslog_socket, start))
 
     async def _supervise_job(self, container: Container, job: Job) -> None:
         limit = self.settings.server.job_output_limit
@@ -205,7 +212,7 @@ class WardenServer:
             await self.watch_events(container)
             for job in container.jobs.values():
                 if not job.done:
-                    self.track_job(container, job)
+                    self.track_job(container, job, recovered=True)
             self.references.start_timer(container.handle, container.grace_time)
         log.info("Listening on %s", path)
 
