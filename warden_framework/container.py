@@ -72,7 +72,6 @@ class Container:
     net_out_rules: list[dict] = field(default_factory=list)
     memory_limit: int | None = None
     cpu_shares: int | None = None
-    bandwidth: list[int] | None = None
     jobs: dict[int, Job] = field(default_factory=dict)
     destroying: bool = False
     # Info taken just before destroy, answered to links that complete afterwards (facts §4.6).
@@ -119,7 +118,7 @@ class Container:
                 "network": str(self.network.network_address) if self.network else None,
                 "uid": self.uid, "ports": self.ports, "net_in": self.net_in_rules,
                 "net_out": self.net_out_rules, "limit_memory": self.memory_limit,
-                "limit_cpu": self.cpu_shares, "bandwidth": self.bandwidth,
+                "limit_cpu": self.cpu_shares,
             },
             "rootfs": self.rootfs_request, "bind_mounts": self.binds, "records": self.records,
             "destroying": self.destroying,
@@ -137,5 +136,5 @@ class Container:
             records=dict(data.get("records", {})), rootfs_request=data.get("rootfs"),
             binds=list(data.get("bind_mounts", [])), net_in_rules=list(res.get("net_in", [])),
             net_out_rules=list(res.get("net_out", [])), memory_limit=res.get("limit_memory"),
-            cpu_shares=res.get("limit_cpu"), bandwidth=res.get("bandwidth"),
+            cpu_shares=res.get("limit_cpu"),
         )

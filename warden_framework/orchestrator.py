@@ -13,7 +13,7 @@ import shutil
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import snapshot as snapshots
 from .config import Settings
@@ -61,15 +61,16 @@ class Orchestrator:
         self.containers: dict[str, Container] = {}
         self._reserved: set[str] = set()
         self._lock = threading.Lock()
-        self._snapshot_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
         # Container ids whose snapshot lags memory, and directories of forgotten jobs: both
         # settled by `flush`, which the server runs shortly after (or any write settles the first).
         self._stale: set[str] = set()
         self._forgotten: dict[str, list[Path]] = {}
         self.new_id = IdGenerator()
         self.new_job_id = JobCounter()
-        # Set by the server: called (from any thread) whenever a container changed.
-        self.on_change: Callable[[Container], None] = lambda c: None
+        # One writer at a time per container (jobs end on other threads; the last writer must
+        # see all), never one for all containers: a request never waits on another's I/O.
+        self._write_locks: dict[str, threading.Lock] = {}
 
     # -- registry -------------------------------------------------------------------------
     def lookup(self, handle: str) -> Container:
@@ -191,9 +192,10 @@ class Orchestrator:
         for job in container.jobs.values():
             job.finish(EXIT_KILLED)
         container.state = DESTROYED
-        with self._snapshot_lock:
+        with self._pending_lock:
             self._stale.discard(container.id)
             self._forgotten.pop(container.id, None)
+        self._write_locks.pop(container.id, None)
         with self._lock:
             if self.containers.get(container.handle) is container:
                 del self.containers[container.handle]
@@ -242,21 +244,21 @@ class Orchestrator:
         directory wait for `flush`. A crash before then brings the finished job back at
         recovery, its status read from its directory; nothing is lost or leaked."""
         if container.jobs.pop(job.id, None) is not None and container.state != DESTROYED:
-            with self._snapshot_lock:
+            with self._pending_lock:
                 self._stale.add(container.id)
                 self._forgotten.setdefault(container.id, []).append(job.dir)
 
     def job_ended(self, container: Container) -> None:
         """A job of `container` ended: its snapshot is stale but nothing relies on it yet
         (recovery reads the exit status from the job's directory), so it waits for `flush`."""
-        with self._snapshot_lock:
+        with self._pending_lock:
             self._stale.add(container.id)
 
     def flush(self, container: Container) -> None:
         """Write the snapshot if it is stale, then remove the directories of forgotten jobs
         (in that order: a crash in between leaves a directory no snapshot names, never a
         snapshot naming a job whose directory is gone)."""
-        with self._snapshot_lock:
+        with self._pending_lock:
             stale = container.id in self._stale
             dirs = self._forgotten.pop(container.id, [])
         if stale and container.state != DESTROYED:
@@ -318,10 +320,8 @@ class Orchestrator:
 
     def limit_bandwidth(self, container: Container, rate: int, burst: int) -> tuple[int, int]:
         check_state(container, ACTIVE, STOPPED)
-        kept = self.hooks.limit_bandwidth(container, rate, burst)
-        container.bandwidth = [rate, burst]
-        self.write_snapshot(container)
-        return kept
+        # Not in the snapshot: the shaping lives on the interfaces, which outlive a restart.
+        return self.hooks.limit_bandwidth(container, rate, burst)
 
     def limit_disk(self, container: Container, limits: dict) -> dict:
         check_state(container, ACTIVE, STOPPED)
@@ -357,14 +357,14 @@ class Orchestrator:
 
     # -- snapshots and recovery -----------------------------------------------------------
     def write_snapshot(self, container: Container) -> None:
-        with self._snapshot_lock:  # jobs end on other threads; last writer must see all
-            self._stale.discard(container.id)
+        with self._write_locks.setdefault(container.id, threading.Lock()):
+            with self._pending_lock:
+                self._stale.discard(container.id)
             data = container.to_dict()
             data["jobs"] = {str(j.id): j.to_dict() for j in list(container.jobs.values())}
             if container.state != BORN:
                 data["plugins"] = self.hooks.snapshot(container)
             snapshots.write_snapshot(container.path, data)
-        self.on_change(container)
 
     def recover_all(self) -> list[Container]:
         """Re-register every live container in the depot; destroy the others completely."""

@@ -134,10 +134,12 @@ class WardenServer:
     async def _supervise_job(self, container: Container, job: Job) -> None:
         limit = self.settings.server.job_output_limit
         finished = asyncio.ensure_future(job.wait())  # one waiter for the job's whole life
-        while not finished.done():
-            if not job.discard_output and job.output_size() > limit:
+        # Output thrown away has no limit: nothing to check, so no wake-ups either.
+        while not finished.done() and not job.discard_output:
+            if job.output_size() > limit:
                 await self.blocking(self.orchestrator.enforce_output_limit, container, job)
             await asyncio.wait({finished}, timeout=OUTPUT_CHECK_INTERVAL)
+        await finished
         if job.output_limit_hit:  # only the snapshot keeps this flag: write it now
             await self.locked_call(container, self.orchestrator.write_snapshot, container)
         else:

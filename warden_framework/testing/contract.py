@@ -70,8 +70,8 @@ class RootfsContract:
 
     @pytest.fixture
     def rootfs_lower(self, tmp_path: Path) -> Path:
-        """A small lower rootfs: root in /etc/passwd, /tmp (1777), /home, /data with two files."""
-        return _make_lower(tmp_path / "rootfs-lower")
+        """A small lower rootfs (make_lower)."""
+        return make_lower(tmp_path / "rootfs-lower")
 
     @pytest.fixture
     def rootfs_settings(self, rootfs_lower: Path) -> Settings:
@@ -311,9 +311,11 @@ def _tear_down_for_good(driver: Any, container: Container) -> None:
                     f"mounts left {left}", pytrace=False)
 
 
-def _make_lower(root: Path) -> Path:
+def make_lower(root: Path) -> Path:
+    """A small lower rootfs for rootfs driver tests: root in /etc/passwd and /etc/group,
+    /home, /tmp (1777), /data with two files, and /link, a symlink to /data/keep."""
     (root / "etc").mkdir(parents=True)
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
     (root / "etc" / "group").write_text("root:x:0:\n")
     (root / "home").mkdir()
     (root / "tmp").mkdir()
@@ -321,6 +323,7 @@ def _make_lower(root: Path) -> Path:
     (root / "data").mkdir()
     (root / "data" / "keep").write_text(LOWER_KEEP)
     (root / "data" / "doomed").write_text("lower doomed\n")
+    (root / "link").symlink_to("/data/keep")
     return root
 
 

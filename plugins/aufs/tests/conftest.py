@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from warden_aufs import kernel, layers
+from warden_framework.testing.contract import make_lower
 
 
 class RecordingKernel:
@@ -67,17 +68,8 @@ def fake_kernel(monkeypatch: pytest.MonkeyPatch) -> RecordingKernel:
 
 @pytest.fixture
 def lower(tmp_path: Path) -> Path:
-    """A lower rootfs: /etc/passwd with root, /tmp, /home and /data with two files."""
-    root = tmp_path / "lower"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
-    (root / "home").mkdir()
-    (root / "tmp").mkdir()
-    os.chmod(root / "tmp", 0o1777)
-    (root / "data").mkdir()
-    (root / "data" / "keep").write_text("lower keep\n")
-    (root / "data" / "doomed").write_text("lower doomed\n")
+    """make_lower with a 0750 root, so tests see the upper branch take the lower's mode."""
+    root = make_lower(tmp_path / "lower")
     os.chmod(root, 0o750)
     return root
 

@@ -7,24 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from warden_framework.testing.contract import make_lower
 from warden_overlayfs import kernel, layers
-
 
 
 @pytest.fixture
 def lower(tmp_path: Path) -> Path:
-    """A lower rootfs: /etc/passwd with root, a file, a directory and a symlink."""
-    root = tmp_path / "lower"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
-    (root / "data").mkdir()
-    (root / "data" / "keep").write_text("lower keep\n")
-    (root / "data" / "doomed").write_text("lower doomed\n")
-    (root / "tmp").mkdir(mode=0o1777)
-    os.chmod(root / "tmp", 0o1777)
-    (root / "link").symlink_to("/data/keep")
-    return root
+    return make_lower(tmp_path / "lower")
 
 
 @pytest.fixture
