@@ -74,8 +74,8 @@ class ServerProcess:
                     pass
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
-        from ..server.main import build_orchestrator
-        build_orchestrator(self.settings).hooks.teardown_host(self.settings)
+        subprocess.run([sys.executable, "-m", "warden_framework.server.main", "--config",
+                        str(self.config_path), "--teardown-host"], check=True)
 
 
 def pid_alive(pid: int) -> bool:

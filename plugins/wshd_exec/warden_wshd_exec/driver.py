@@ -18,7 +18,8 @@ from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 
 from . import jobspec, processes
 from .reaper import Reaper
-from .wshd_client import WshdConnection, WshdError, parse_status_file, start_wshd
+from .wshd_client import (WshdConnection, WshdError, is_alive, kill_wshd, parse_status_file,
+                          read_pid_file, start_wshd)
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "exit_status"
@@ -73,10 +74,12 @@ class WshdDriver(ExecDriver):
         launch = self._launches.pop(container.id, None)
         if launch is not None:
             launch.abort()
-        pid = (record or {}).get("pid") or _read_pid(container.run_dir)
+        pid = (record or {}).get("pid") or read_pid_file(container.run_dir)
         if pid and processes.is_wshd(pid, str(container.run_dir)):
-            if not processes.kill_init(pid):
-                raise DriverError(f"wshd {pid} of {container.id} did not die")
+            try:
+                kill_wshd(pid)
+            except WshdError as exc:
+                raise DriverError(f"wshd of {container.id}: {exc}") from exc
 
     # -- jobs ----------------------------------------------------------------------------
     @hookimpl
@@ -131,12 +134,7 @@ class WshdDriver(ExecDriver):
         """wshd must be alive; running jobs are re-attached through WAIT on a new connection."""
         if "exec" not in container.records:
             return
-        try:
-            with WshdConnection(container.run_dir) as conn:
-                alive = conn.ping()
-        except (WshdError, OSError):
-            alive = False
-        if not alive:
+        if not is_alive(container.run_dir):
             raise WardenError(f"wshd of {container.id} is not running")
         for job in container.jobs.values():
             if not job.done:
@@ -181,13 +179,6 @@ def _script_fd(script: bytes) -> int:
         os.close(fd)
         raise
     return fd
-
-
-def _read_pid(run_dir: Path) -> int | None:
-    try:
-        return int((run_dir / "wshd.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _read_text(path: Path) -> str:

@@ -7,7 +7,6 @@ does, and waits until they are gone.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import time
 
@@ -73,22 +72,6 @@ def stop_all(init_pid: int, kill: bool, timeout: float) -> list[int]:
         left = _wait_gone(init_pid, min(deadline, time.monotonic() + 0.05))
         if not left or time.monotonic() >= deadline:
             return left
-
-
-def kill_init(init_pid: int, timeout: float = 10) -> bool:
-    """SIGKILL the init (the kernel then kills its whole namespace); True once it is gone."""
-    try:
-        pidfd = os.pidfd_open(init_pid)
-    except ProcessLookupError:
-        return True
-    try:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        # A pidfd turns readable when its process exits: no polling of /proc.
-        return bool(select.select([pidfd], [], [], timeout)[0])
-    except ProcessLookupError:
-        return True
-    finally:
-        os.close(pidfd)
 
 
 def is_wshd(pid: int, run_dir: str) -> bool:
