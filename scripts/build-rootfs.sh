@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the embedded default rootfs at DEST from Debian packages: busybox-static for the
-# tools, bash (jobs are bash scripts read from stdin) and the libraries bash links against.
+# tools and bash-static as /bin/bash (jobs are bash scripts read from stdin; the static build
+# starts in ~0.1 ms where the dynamic one spends ~0.5 ms in the loader, on every job), plus
+# libc6 for dynamically linked programs a user copies in.
 # Only apt talks to the network. Idempotent: DEST/.warden-rootfs records the package versions
 # and this script's hash; when they match nothing is done. Otherwise the tree is built in
 # DEST.tmp and swapped in by rename.
@@ -9,7 +11,7 @@
 #                                             or $WARDEN_DEB_CACHE)
 set -euo pipefail
 
-packages=(busybox-static bash libc6 libtinfo6)
+packages=(busybox-static bash-static libc6)
 
 die() { echo "build-rootfs: $*" >&2; exit 1; }
 
@@ -115,6 +117,7 @@ build_stage() {
         dpkg-deb -x "$(cached_deb "$p" "${version[$p]}")" "$stage"
     done
     rm -rf "$stage"/usr/share/{doc,man,info,locale,lintian,bug}
+    mv "$stage/bin/bash-static" "$stage/bin/bash"
     for d in bin sbin usr/bin usr/sbin etc root home dev proc sys run var/log mnt; do
         mkdir -p "$stage/$d"
     done
