@@ -49,6 +49,9 @@ class Job:
     exit_status: int | None = None
     record: dict = field(default_factory=dict)
     output_limit_hit: bool = False
+    # Whether a snapshot on disk names this job: only then do its end and its removal make
+    # the snapshot stale.
+    recorded: bool = False
 
     def __post_init__(self) -> None:
         self._done = threading.Event()
@@ -79,6 +82,10 @@ class Job:
             waiters, self._waiters = self._waiters, []
         for loop, fut in waiters:
             loop.call_soon_threadsafe(_resolve, fut)
+
+    def wait_done(self, timeout: float) -> bool:
+        """Block this thread up to `timeout` seconds for the job's end; whether it ended."""
+        return self._done.wait(timeout)
 
     async def wait(self) -> int:
         loop = asyncio.get_running_loop()
@@ -145,7 +152,7 @@ class Job:
         return cls(id=job_id, dir=jobs_dir / str(job_id), privileged=data.get("privileged", False),
                    discard_output=data.get("discard_output", False), log_tag=data.get("log_tag"),
                    exit_status=data.get("exit_status"), record=data.get("record", {}),
-                   output_limit_hit=data.get("output_limit_hit", False))
+                   output_limit_hit=data.get("output_limit_hit", False), recorded=True)
 
 
 def _resolve(fut: asyncio.Future) -> None:

@@ -48,6 +48,8 @@ TEARDOWN_ORDER = ("exec", "network", "limits", "rootfs", "disk")
 # from the API; the rest of TEARDOWN_ORDER is finish_destroy's, off the request's path.
 DESTROY_NOW = ("exec",)
 STOP_TIMEOUT = 10.0
+# How long a Run's thread waits for its job to end before leaving it to the loop (run()).
+RUN_LINGER = 0.005
 OUT_OF_MEMORY = "out of memory"
 OUTPUT_EXCEEDED = "command exceeded maximum output"
 
@@ -71,6 +73,7 @@ class Orchestrator:
         # One writer at a time per container (jobs end on other threads; the last writer must
         # see all), never one for all containers: a request never waits on another's I/O.
         self._write_locks: dict[str, threading.Lock] = {}
+        self.run_linger = RUN_LINGER
 
     # -- registry -------------------------------------------------------------------------
     def lookup(self, handle: str) -> Container:
@@ -215,7 +218,9 @@ class Orchestrator:
 
     # -- jobs -----------------------------------------------------------------------------
     def spawn(self, container: Container, script: bytes, privileged: bool, rlimits: dict[str, int],
-              discard_output: bool, log_tag: str | None) -> Job:
+              discard_output: bool, log_tag: str | None, record: bool = True) -> Job:
+        """Start a job. With `record` the snapshot names it before the client learns its id
+        (a client may link it after a restart); without, the next `flush` writes it."""
         check_state(container, ACTIVE)
         job_id = self.new_job_id()
         merged = {**self.settings.server.container_rlimits, **rlimits}
@@ -229,8 +234,28 @@ class Orchestrator:
             shutil.rmtree(job.dir, ignore_errors=True)
             raise
         container.jobs[job_id] = job
-        self.write_snapshot(container)
+        if record:
+            self.write_snapshot(container)
         return job
+
+    def run(self, container: Container, script: bytes, privileged: bool, rlimits: dict[str, int],
+            discard_output: bool, log_tag: str | None) -> tuple[Job, dict | None]:
+        """Spawn for a Run, and the container's info if the job ends within RUN_LINGER.
+
+        A Run's client never learns the job's id, so nothing waits for the job's record: it
+        goes to disk with the next `flush` (the server asks for one), and a short job never
+        costs a snapshot write. For a job that ends while this thread waits, the info is read
+        here, sparing the hand-offs back to the loop and out again, which on an idle machine
+        cost more than the job. Otherwise (None) the server awaits the job as for a Link.
+        """
+        job = self.spawn(container, script, privileged, rlimits, discard_output, log_tag,
+                         record=False)
+        if not job.wait_done(self.run_linger) or job.output_limit_hit:
+            return job, None
+        try:
+            return job, self.info(container)
+        except WardenError:  # e.g. stopped meanwhile: the server's usual path decides
+            return job, None
 
     def find_job(self, container: Container, job_id: int) -> Job:
         job = container.jobs.get(job_id)
@@ -245,22 +270,25 @@ class Orchestrator:
         recovery, its status read from its directory; nothing is lost or leaked."""
         if container.jobs.pop(job.id, None) is not None and container.state != DESTROYED:
             with self._pending_lock:
-                self._stale.add(container.id)
+                if job.recorded:
+                    self._stale.add(container.id)
                 self._forgotten.setdefault(container.id, []).append(job.dir)
 
-    def job_ended(self, container: Container) -> None:
-        """A job of `container` ended: its snapshot is stale but nothing relies on it yet
-        (recovery reads the exit status from the job's directory), so it waits for `flush`."""
-        with self._pending_lock:
-            self._stale.add(container.id)
+    def job_ended(self, container: Container, job: Job) -> None:
+        """A job of `container` ended: a snapshot naming it is stale but nothing relies on it
+        yet (recovery reads the exit status from the job's directory), so it waits for `flush`."""
+        if job.recorded:
+            with self._pending_lock:
+                self._stale.add(container.id)
 
     def flush(self, container: Container) -> None:
-        """Write the snapshot if it is stale, then remove the directories of forgotten jobs
-        (in that order: a crash in between leaves a directory no snapshot names, never a
-        snapshot naming a job whose directory is gone)."""
+        """Write the snapshot if it is stale or lacks a live job, then remove the directories
+        of forgotten jobs (in that order: a crash in between leaves a directory no snapshot
+        names, never a snapshot naming a job whose directory is gone)."""
         with self._pending_lock:
             stale = container.id in self._stale
             dirs = self._forgotten.pop(container.id, [])
+        stale = stale or any(not job.recorded for job in list(container.jobs.values()))
         if stale and container.state != DESTROYED:
             self.write_snapshot(container)
         for path in dirs:
@@ -361,10 +389,13 @@ class Orchestrator:
             with self._pending_lock:
                 self._stale.discard(container.id)
             data = container.to_dict()
-            data["jobs"] = {str(j.id): j.to_dict() for j in list(container.jobs.values())}
+            jobs = list(container.jobs.values())
+            data["jobs"] = {str(j.id): j.to_dict() for j in jobs}
             if container.state != BORN:
                 data["plugins"] = self.hooks.snapshot(container)
             snapshots.write_snapshot(container.path, data)
+            for job in jobs:
+                job.recorded = True
 
     def recover_all(self) -> list[Container]:
         """Re-register every live container in the depot; destroy the others completely."""
@@ -394,6 +425,7 @@ class Orchestrator:
         container = Container.from_dict(data, path)
         container.jobs = {int(k): Job.from_dict(int(k), container.jobs_dir, v)
                           for k, v in data.get("jobs", {}).items()}
+        _remove_unrecorded_jobs(container)
         self._reserve(container)
         try:
             self.hooks.recover(container, self.settings)
@@ -431,3 +463,14 @@ class Orchestrator:
         if errors:  # keep its pool entries and directory: the next start tries again
             return
         self._release_resources(container)
+
+
+def _remove_unrecorded_jobs(container: Container) -> None:
+    """Remove the directories of jobs no snapshot named (a Run's job is recorded by a flush
+    after it started, and the server died first): no client can link them, and their ids
+    are free again after recovery. A job still running there keeps writing to unlinked files."""
+    if not container.jobs_dir.is_dir():
+        return
+    for path in container.jobs_dir.iterdir():
+        if not (path.name.isdigit() and int(path.name) in container.jobs):
+            shutil.rmtree(path, ignore_errors=True)

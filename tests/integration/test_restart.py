@@ -9,6 +9,7 @@ import time
 import pytest
 
 from warden_framework.client import Client, ServerError
+from warden_framework.protocol import pb
 
 COUNT_SCRIPT = b"i=0; while [ $i -lt 30 ]; do echo $i; i=$((i+1)); sleep 0.05; done; exit 3"
 EXPECTED = "".join(f"{i}\n" for i in range(30)).encode()
@@ -77,3 +78,26 @@ def test_dead_containers_are_cleaned_up_at_start(server_process):
     with Client(srv.socket) as c:
         assert list(c.list().handles) == [keep]
     assert not os.path.exists(paths[no_snapshot]) and not os.path.exists(paths[dead_wshd])
+
+
+def test_a_run_that_outlives_the_server_can_be_linked_after_restart(server_process):
+    """A Run's job reaches the snapshot shortly after it starts (not before the request's
+    reply, which only comes at its end): once there, a SIGKILL of the server loses nothing."""
+    srv = server_process
+    with Client(srv.socket) as c:
+        handle = c.create().handle
+    runner = Client(srv.socket)
+    runner.connect()
+    runner.write(pb.RunRequest(handle=handle, script=COUNT_SCRIPT))
+    with Client(srv.socket) as c:
+        deadline = time.monotonic() + 5
+        while not c.info(handle=handle).job_ids and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [job] = c.info(handle=handle).job_ids
+    time.sleep(0.3)  # well past the flush that records it
+    srv.kill()
+    runner.disconnect()
+    srv.start()
+    with Client(srv.socket) as c:
+        resp = c.link(handle=handle, job_id=job)
+        assert (resp.exit_status, resp.stdout) == (3, EXPECTED)

@@ -1,6 +1,9 @@
 """Create runs the steps in order; a failing step rolls back every started step in teardown
 order, releases the pools and removes the container directory."""
 
+import json
+import signal
+
 import pytest
 
 from warden_framework.config import settings_from_dict
@@ -157,3 +160,52 @@ def test_recovery_reregisters_and_reserves(orch, tmp_path):
     fresh = again.create(None, 5, None, None, [])
     assert fresh.network != c.network and fresh.uid != c.uid
     assert again.net_in(fresh, None, None)[0] == c.ports[0] + 1
+
+
+def snapshot_jobs(container):
+    return set(json.loads(container.snapshot_path.read_text())["jobs"])
+
+
+def test_spawn_records_the_job_before_returning(orch):
+    c = orch.create(None, 5, None, None, [])
+    job = orch.spawn(c, b"sleep 5", False, {}, False, None)
+    try:
+        assert snapshot_jobs(c) == {str(job.id)}
+    finally:
+        orch.stop(c, kill=True)
+
+
+def test_run_answers_a_short_job_from_its_thread_without_a_snapshot_write(orch):
+    c = orch.create(None, 5, None, None, [])
+    before = c.snapshot_path.stat().st_mtime_ns, c.snapshot_path.read_bytes()
+    orch.run_linger = 5.0  # a generous wait so the fake's bash surely ends within it
+    job, info = orch.run(c, b"echo hi", False, {}, False, None)
+    assert job.exit_status == 0 and job.read_output(100) == (b"hi\n", b"")
+    assert info is not None and info["state"] == "active"
+    orch.forget_job(c, job)
+    orch.flush(c)  # nothing named the job, so nothing is stale: no write
+    assert (c.snapshot_path.stat().st_mtime_ns, c.snapshot_path.read_bytes()) == before
+    assert not job.dir.exists()
+
+
+def test_a_run_job_that_runs_on_is_recorded_by_the_next_flush(orch):
+    c = orch.create(None, 5, None, None, [])
+    orch.run_linger = 0.0
+    job, info = orch.run(c, b"sleep 5", False, {}, False, None)
+    try:
+        assert info is None and snapshot_jobs(c) == set()
+        orch.flush(c)
+        assert snapshot_jobs(c) == {str(job.id)}
+    finally:
+        orch.stop(c, kill=True)
+
+
+def test_recovery_removes_jobs_no_snapshot_named(orch, tmp_path):
+    c = orch.create("keep", 5, None, None, [])
+    orch.run_linger = 0.0
+    job, _ = orch.run(c, b"sleep 5", False, {}, False, None)
+    orch.hooks.signal_job(c, job, signal.SIGKILL)  # the server "died" before any flush
+    assert job.wait_done(5.0) and job.dir.exists() and snapshot_jobs(c) == set()
+    again = build_orchestrator(orch.settings, overrides=FAKE_DRIVERS, load_entry_points=False)
+    [recovered] = again.recover_all()
+    assert recovered.jobs == {} and not job.dir.exists()

@@ -147,28 +147,36 @@ class Dispatcher:
         return await self.info_of(container)
 
     # -- jobs ----------------------------------------------------------------------------
-    async def _spawn(self, conn, req) -> tuple[Container, Job]:
+    async def _spawn(self, conn, req, run: bool = False) -> tuple[Container, Job, dict | None]:
+        """Start the job; for a Run also the container's info if the job ended at once."""
         container = self.container(conn, req)
         rlimits = {name: getattr(req.rlimits, name) for name in RLIMIT_FIELDS
                    if req.HasField("rlimits") and req.rlimits.HasField(name)}
-        job = await self.locked(container, self.orch.spawn, container, req.script, req.privileged,
-                                rlimits, req.discard_output,
-                                _text(req.log_tag) if req.HasField("log_tag") else None)
+        args = (container, req.script, req.privileged, rlimits, req.discard_output,
+                _text(req.log_tag) if req.HasField("log_tag") else None)
+        info = None
+        if run:
+            job, info = await self.locked(container, self.orch.run, *args)
+            self.server.schedule_flush(container)  # records the job if it runs on
+        else:
+            job = await self.locked(container, self.orch.spawn, *args)
         self.server.track_job(container, job)
-        return container, job
+        return container, job, info
 
     async def on_spawn(self, conn, req):
-        _, job = await self._spawn(conn, req)
+        _, job, _ = await self._spawn(conn, req)
         return pb.SpawnResponse(job_id=job.id)
 
     async def _link(self, container: Container, job: Job, response_cls):
-        status = await job.wait()
-        stdout, stderr = job.read_output(self.server.settings.server.job_output_limit)
+        await job.wait()
         if job.output_limit_hit:
             container.add_event(OUTPUT_EXCEEDED)
-        info = await self.info_of(container)
+        return self._linked(container, job, response_cls, await self.info_of(container))
+
+    def _linked(self, container: Container, job: Job, response_cls, info: pb.InfoResponse):
+        stdout, stderr = job.read_output(self.server.settings.server.job_output_limit)
         self.forget(container, job)
-        return response_cls(exit_status=status, stdout=stdout, stderr=stderr, info=info)
+        return response_cls(exit_status=job.exit_status, stdout=stdout, stderr=stderr, info=info)
 
     def forget(self, container: Container, job: Job) -> None:
         """Drop a linked job from memory now; its snapshot write and directory go after the
@@ -182,8 +190,10 @@ class Dispatcher:
         return await self._link(container, job, pb.LinkResponse)
 
     async def on_run(self, conn, req):
-        container, job = await self._spawn(conn, req)
-        return await self._link(container, job, pb.RunResponse)
+        container, job, info = await self._spawn(conn, req, run=True)
+        if info is None:
+            return await self._link(container, job, pb.RunResponse)
+        return self._linked(container, job, pb.RunResponse, info_response(info))
 
     async def on_stream(self, conn, req):
         container = self.container(conn, req)

@@ -143,7 +143,7 @@ class WardenServer:
         if job.output_limit_hit:  # only the snapshot keeps this flag: write it now
             await self.locked_call(container, self.orchestrator.write_snapshot, container)
         else:
-            self.orchestrator.job_ended(container)
+            self.orchestrator.job_ended(container, job)
             self.schedule_flush(container)
 
     def schedule_flush(self, container: Container) -> None:
