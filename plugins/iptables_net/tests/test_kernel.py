@@ -89,6 +89,23 @@ def test_container_veth_goes_with_its_netns(host, netns, view) -> None:
     assert view.links_with(cid) == []
 
 
+def test_netlink_refusals_name_the_request_and_the_kernels_reason(host, netns, view) -> None:
+    cid = view.unique_id()
+    host_end, peer = chains.host_iface(cid), chains.container_iface(cid)
+    pid = netns()
+    try:
+        kernel.create_veth(host_end, peer, pid, 1500, "10.251.0.1", 30)
+        with pytest.raises(kernel.KernelError, match=rf"^netlink: add veth {host_end} .*File exists$"):
+            kernel.create_veth(host_end, peer, pid, 1500, "10.251.0.1", 30)
+        with pytest.raises(kernel.KernelError, match=r"^netlink: no link named w-nosuch$"):
+            kernel.configure_in_netns(pid, "w-nosuch", "10.251.0.2", 30, "10.251.0.1")
+        assert kernel.delete_link(host_end) is True
+        assert kernel.delete_link(host_end) is False
+    finally:
+        kernel.delete_link(host_end)
+    assert view.links_with(cid) == []
+
+
 def _deleted_links(monkeypatch) -> list[str]:
     """Record the names delete_link is called with (it still deletes)."""
     names: list[str] = []

@@ -1,8 +1,9 @@
 """The only module of this plugin that touches the kernel.
 
 iptables through python-iptables (the LEGACY filter and nat tables, one transaction at a
-time, under the xtables lock the iptables-legacy CLI also takes), links, addresses,
-routes and tc through pyroute2 netlink, and one sysctl; whether a link or a process is
+time, under the xtables lock the iptables-legacy CLI also takes), links, addresses and
+routes through netlink (`rtnl`: pyroute2's messages on a plain socket), tc through
+pyroute2's IPRoute, and one sysctl; whether a link or a process is
 still there from sysfs and /proc, which take no lock. No subprocesses.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from warden_iptables_net import rtnl
 from warden_iptables_net.chains import Listed, Rule
 
 if TYPE_CHECKING:
@@ -218,9 +221,20 @@ def enable_ip_forward() -> None:
 
 @contextmanager
 def _netlink(action: str) -> Iterator[IPRoute]:
+    """pyroute2's IPRoute, for the requests whose answers must be decoded (tc)."""
     try:
         with IPRoute() as ipr:
             yield ipr
+    except NetlinkError as error:
+        raise KernelError(f"netlink: {action}: {error.args[-1]}") from error
+
+
+@contextmanager
+def _rtnl(action: str) -> Iterator[rtnl.Rtnl]:
+    """A socket for requests that need only an ack (links, addresses, routes)."""
+    try:
+        with rtnl.Rtnl() as nl:
+            yield nl
     except NetlinkError as error:
         raise KernelError(f"netlink: {action}: {error.args[-1]}") from error
 
@@ -232,24 +246,22 @@ def create_veth(host: str, peer: str, netns_pid: int, mtu: int, address: str,
     The host end comes up with `address/prefixlen`. Creating the peer in place is one
     netlink call; moving it afterwards would cost a namespace move (DESIGN.md).
     """
-    with _netlink(f"add veth {host} with peer {peer} in netns of pid {netns_pid}") as ipr:
-        ipr.link("add", ifname=host, kind="veth", mtu=mtu, state="up",
-                 peer={"ifname": peer, "net_ns_pid": netns_pid, "mtu": mtu})
-    with _netlink(f"add address {address}/{prefixlen} to {host}") as ipr:
-        ipr.addr("add", index=_index(ipr, host), address=address, prefixlen=prefixlen)
+    with _rtnl(f"add veth {host} with peer {peer} in netns of pid {netns_pid}") as nl:
+        nl.add_veth(host, peer, netns_pid, mtu)
+    with _rtnl(f"add address {address}/{prefixlen} to {host}") as nl:
+        nl.add_address(_index(host), address, prefixlen)
 
 
 def configure_in_netns(netns_pid: int, ifname: str, address: str, prefixlen: int,
                        gateway: str) -> None:
     """Inside the netns of `netns_pid`: `ifname` up with its address, lo up, default route."""
     def configure() -> None:
-        action = f"configure {ifname} in netns of pid {netns_pid}"
-        with _netlink(action) as ipr:
-            index = _index(ipr, ifname)
-            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
-            ipr.link("set", index=index, state="up")
-            ipr.link("set", index=_index(ipr, "lo"), state="up")
-            ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+        with _rtnl(f"configure {ifname} in netns of pid {netns_pid}") as nl:
+            index = _index(ifname)
+            nl.add_address(index, address, prefixlen)
+            nl.set_up(index)
+            nl.set_up(_index("lo"))
+            nl.add_default_route(gateway)
 
     in_netns(netns_pid, configure)
 
@@ -293,36 +305,34 @@ def _setns(pid: int) -> None:
 
 def ensure_ifb(ifname: str, mtu: int | None) -> None:
     """Create the ifb device `ifname` unless it exists; bring it up."""
-    with _netlink(f"add ifb {ifname}") as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            extra = {} if mtu is None else {"mtu": mtu}
-            ipr.link("add", ifname=ifname, kind="ifb", state="up", **extra)
-        else:
-            ipr.link("set", index=found[0], state="up")
+    with _rtnl(f"add ifb {ifname}") as nl:
+        try:
+            nl.add_ifb(ifname, mtu)
+        except NetlinkError as error:
+            if error.code != EEXIST:
+                raise
+            nl.set_up(_index(ifname))
 
 
 def delete_link(ifname: str) -> bool:
     """Delete `ifname` (a veth goes with its peer); False if it did not exist."""
-    with _netlink(f"delete link {ifname}") as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            return False
+    with _rtnl(f"delete link {ifname}") as nl:
         try:
-            ipr.link("del", index=found[0])
+            nl.delete_link(ifname)
         except NetlinkError as error:
-            if error.code == ENODEV:  # gone meanwhile, e.g. its netns just died
+            if error.code == ENODEV:  # never there, or gone meanwhile (its netns just died)
                 return False
             raise
     return True
 
 
 def link_mtu(ifname: str) -> int | None:
-    with _netlink(f"read link {ifname}") as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            return None
-        return int(ipr.get_links(found[0])[0].get_attr("IFLA_MTU"))
+    """The MTU of the host's link `ifname` from sysfs, None if there is no such link."""
+    try:
+        with open(os.path.join(SYS_CLASS_NET, ifname, "mtu")) as f:
+            return int(f.read())
+    except FileNotFoundError:
+        return None
 
 
 def link_exists(ifname: str) -> bool:
@@ -352,15 +362,16 @@ def process_alive(pid: int) -> bool:
 
 
 def link_names() -> list[str]:
-    with _netlink("list links") as ipr:
-        return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+    """Names of the host's links, from sysfs."""
+    return sorted(os.listdir(SYS_CLASS_NET))
 
 
-def _index(ipr: IPRoute, ifname: str) -> int:
-    found = ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise KernelError(f"netlink: no link named {ifname}")
-    return int(found[0])
+def _index(ifname: str) -> int:
+    """The index of `ifname` in the calling thread's network namespace (SIOCGIFINDEX)."""
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError as error:
+        raise KernelError(f"netlink: no link named {ifname}") from error
 
 
 # ---------------------------------------------------------------------- tc (netlink)
@@ -368,14 +379,14 @@ def _index(ipr: IPRoute, ifname: str) -> int:
 def replace_root_tbf(ifname: str, rate: int, burst: int, latency: str) -> None:
     """Make a tbf (`rate` bytes/s, `burst` bytes) the root qdisc of `ifname`."""
     with _netlink(f"replace root qdisc of {ifname} with tbf") as ipr:
-        ipr.tc("replace", "tbf", _index(ipr, ifname), ROOT_HANDLE,
+        ipr.tc("replace", "tbf", _index(ifname), ROOT_HANDLE,
                rate=rate, burst=burst, latency=latency)
 
 
 def redirect_ingress(ifname: str, to_ifname: str) -> None:
     """Replace the ingress qdisc of `ifname` with one redirecting everything to `to_ifname`."""
     with _netlink(f"redirect ingress of {ifname} to {to_ifname}") as ipr:
-        index, target = _index(ipr, ifname), _index(ipr, to_ifname)
+        index, target = _index(ifname), _index(to_ifname)
         try:
             ipr.tc("del", "ingress", index)
         except NetlinkError as error:
@@ -391,10 +402,9 @@ def redirect_ingress(ifname: str, to_ifname: str) -> None:
 def root_tbf(ifname: str) -> tuple[int, int] | None:
     """(rate in bytes/s, buffer in psched ticks) of the root tbf of `ifname`, or None."""
     with _netlink(f"read qdiscs of {ifname}") as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
+        if not link_exists(ifname):
             return None
-        for qdisc in ipr.get_qdiscs(index=found[0]):
+        for qdisc in ipr.get_qdiscs(index=_index(ifname)):
             if qdisc["parent"] == TC_H_ROOT and qdisc.get_attr("TCA_KIND") == "tbf":
                 parms = qdisc.get_nested("TCA_OPTIONS", "TCA_TBF_PARMS")
                 return int(parms["rate"]), int(parms["buffer"])
