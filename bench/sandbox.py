@@ -16,12 +16,13 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import IPRoute
+from warden_iptables_net.rtnl import Rtnl
 
 CLONE_NEWNET = 0x40000000
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -73,7 +74,7 @@ class Sandboxes:
         self._removed: list[str] = []  # host ends of veths whose netns was let go
         self._subnets = PEER_NETWORK.subnets(new_prefix=30)
         self._host_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self._ipr = IPRoute()
+        self._rtnl = Rtnl()
 
     def make(self, config: dict) -> Sandbox:
         """Bundle with `config` (its netns path and cgroupsPath filled in), overlay, network,
@@ -120,10 +121,9 @@ class Sandboxes:
                         _rmdir(group)
                 _rmdir(parent)
         leftovers = self.wait_links_gone()
-        leftovers += [name for link in self._ipr.get_links()
-                      if (name := link.get_attr("IFLA_IFNAME")).startswith(self.tag)
-                      and name not in leftovers]
-        self._ipr.close()
+        leftovers += [name for name in os.listdir("/sys/class/net")
+                      if name.startswith(self.tag) and name not in leftovers]
+        self._rtnl.close()
         os.close(self._host_ns)
         leftovers += [str(p) for p in CGROUP_ROOT.glob(f"*/{self.tag}")]
         return leftovers
@@ -145,14 +145,13 @@ class Sandboxes:
             try:
                 _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
                 outcome["fd"] = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-                with IPRoute() as ipr:
-                    ipr.link("add", ifname="eth0", kind="veth",
-                             peer={"ifname": sandbox.host_iface, "net_ns_fd": self._host_ns})
-                    index = ipr.link_lookup(ifname="eth0")[0]
-                    ipr.addr("add", index=index, address=container_ip, prefixlen=30)
-                    ipr.link("set", index=index, state="up")
-                    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-                    ipr.route("add", dst="0.0.0.0/0", gateway=host_ip)
+                with Rtnl() as nl:
+                    nl.add_veth("eth0", sandbox.host_iface, None, netns_fd=self._host_ns)
+                    index = socket.if_nametoindex("eth0")
+                    nl.add_address(index, container_ip, 30)
+                    nl.set_up(index)
+                    nl.set_up(socket.if_nametoindex("lo"))
+                    nl.add_default_route(host_ip)
             except BaseException as exc:
                 outcome["error"] = exc
 
@@ -163,9 +162,9 @@ class Sandboxes:
             if "fd" in outcome:
                 os.close(outcome["fd"])
             raise outcome["error"]
-        index = self._ipr.link_lookup(ifname=sandbox.host_iface)[0]
-        self._ipr.addr("add", index=index, address=host_ip, prefixlen=30)
-        self._ipr.link("set", index=index, state="up")
+        index = socket.if_nametoindex(sandbox.host_iface)
+        self._rtnl.add_address(index, host_ip, 30)
+        self._rtnl.set_up(index)
         return int(outcome["fd"])
 
     def _make_cgroups(self, sandbox: Sandbox) -> None:
@@ -182,7 +181,7 @@ class Sandboxes:
         host ends of removed sandboxes are gone; return those still there at the deadline."""
         deadline = time.monotonic() + LINK_GONE_TIMEOUT
         while True:
-            names = {link.get_attr("IFLA_IFNAME") for link in self._ipr.get_links()}
+            names = set(os.listdir("/sys/class/net"))
             self._removed = [n for n in self._removed if n in names]
             if not self._removed or time.monotonic() > deadline:
                 return self._removed

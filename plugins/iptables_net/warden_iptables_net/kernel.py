@@ -247,7 +247,7 @@ def create_veth(host: str, peer: str, netns_pid: int, mtu: int, address: str,
     netlink call; moving it afterwards would cost a namespace move (DESIGN.md).
     """
     with _rtnl(f"add veth {host} with peer {peer} in netns of pid {netns_pid}") as nl:
-        nl.add_veth(host, peer, netns_pid, mtu)
+        nl.add_veth(host, peer, mtu, netns_pid=netns_pid)
     with _rtnl(f"add address {address}/{prefixlen} to {host}") as nl:
         nl.add_address(_index(host), address, prefixlen)
 

@@ -46,13 +46,24 @@ class Rtnl:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._sock.close()
 
-    def add_veth(self, host: str, peer: str, netns_pid: int, mtu: int) -> None:
-        """A veth pair, `host` up here, `peer` born in the netns of `netns_pid`."""
-        peer_attrs = [("IFLA_IFNAME", peer), ("IFLA_NET_NS_PID", netns_pid), ("IFLA_MTU", mtu)]
+    def add_veth(self, name: str, peer: str, mtu: int | None, *, netns_pid: int | None = None,
+                 netns_fd: int | None = None) -> None:
+        """A veth pair, `name` up in this socket's netns, `peer` born in the netns of
+        `netns_pid` or of the namespace file `netns_fd`."""
+        peer_attrs = [("IFLA_IFNAME", peer)]
+        if netns_pid is not None:
+            peer_attrs.append(("IFLA_NET_NS_PID", netns_pid))
+        if netns_fd is not None:
+            peer_attrs.append(("IFLA_NET_NS_FD", netns_fd))
+        if mtu is not None:
+            peer_attrs.append(("IFLA_MTU", mtu))
         data = {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}
-        self._request(_new_link(host, mtu, "veth", data), RTM_NEWLINK, CREATE)
+        self._request(_new_link(name, mtu, "veth", data), RTM_NEWLINK, CREATE)
 
     def add_ifb(self, name: str, mtu: int | None) -> None:
         self._request(_new_link(name, mtu, "ifb"), RTM_NEWLINK, CREATE)
