@@ -291,6 +291,31 @@ def test_hook_stop_terminates_every_job_and_keeps_the_init(driver, container, sp
     assert is_alive(container.run_dir), "stop keeps the init"
 
 
+def in_pid_namespace_of(init: int) -> list[int]:
+    """Every live process sharing the init's pid namespace, by a scan of all of /proc:
+    independent of processes.members, which walks the init's descendants."""
+    ns = os.readlink(f"/proc/{init}/ns/pid")
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != init:
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns and alive(int(entry)):
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_hook_stop_reaches_orphans_the_init_adopted(driver, container, spawn) -> None:
+    job = spawn(container, "(sleep 1000 &); echo forked\n")
+    assert finished(job) == 0
+    init = init_of(container)
+    wait_for(lambda: in_pid_namespace_of(init), "the orphaned sleep")
+    assert processes.members(init) == in_pid_namespace_of(init)
+    driver.stop(container=container, kill=False, timeout=10.0)
+    assert in_pid_namespace_of(init) == []
+
+
 def test_hook_stop_kills_what_ignores_term_after_the_timeout(driver, container, spawn) -> None:
     job = spawn(container, "trap '' TERM; echo ready; exec sleep 1000\n")
     wait_for(lambda: job.stdout_path.read_text() == "ready\n", "the job to ignore TERM")

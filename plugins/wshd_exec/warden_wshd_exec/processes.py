@@ -1,4 +1,4 @@
-"""Host-side view of a container's processes: every process in the pid namespace of its init.
+"""Host-side view of a container's processes: every descendant of its init.
 
 Stop signals all of them but the init (TERM, then KILL after the timeout), as Warden's stop
 does, and waits until they are gone.
@@ -13,23 +13,34 @@ import time
 POLL = 0.005
 
 
-def _ns_of(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-
-
 def members(init_pid: int) -> list[int]:
-    """Host pids in the init's pid namespace, the init itself excluded."""
-    ns = _ns_of(init_pid)
-    if ns is None:
-        return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != init_pid and _ns_of(int(entry)) == ns:
-            found.append(int(entry))
+    """Host pids of the init's descendants: every process of its pid namespace, since the
+    init is the namespace's reaper and adopts every orphan. Walking the tree reads a file
+    per process of the container, where matching /proc/*/ns/pid read every process of the
+    host (~1 ms with a few hundred). The kernel lists children without stopping them, so
+    one fork may slip past a walk; stop_all repeats until nothing is left."""
+    found: list[int] = []
+    pending = [init_pid]
+    while pending:
+        children = _children(pending.pop())
+        found += children
+        pending += children
     return found
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    children: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                children += [int(word) for word in f.read().split()]
+        except OSError:
+            continue
+    return children
 
 
 def _signal(pids: list[int], signo: int) -> None:
