@@ -3,8 +3,9 @@
 Sections follow the order the server calls them. Subsystem hooks have exactly one owner (the
 configured driver of that subsystem) and are `firstresult`; gathering hooks (`pre_create`,
 `setup_host`, `info`, `snapshot`, `recover`, `event_sources`) may have many implementations.
-A record is a JSON-able dict that the orchestrator writes to snapshot.json before the next step
-(the same write marks that next step started, so its teardown may later run with the record None).
+A record is a JSON-able dict that the orchestrator writes to snapshot.json once the container
+is active; a server killed during create runs every teardown with the record None at its next
+start, so a teardown finds what its setup made from the container's id alone.
 Every docstring answers four questions: Called, May assume, Returns, On failure.
 """
 

@@ -45,8 +45,10 @@ def test_wshd_that_cannot_start_rolls_back(tmp_path):
         assert os.listdir(settings.depot) == []
 
 
-@pytest.mark.parametrize("step", ["setup_net", "start_init"])
+@pytest.mark.parametrize("step", STEPS)
 def test_server_killed_during_create_cleans_up_at_next_start(server_process, step):
+    """Killed before `step` (so after every step before it): the snapshot still says born,
+    and the next start tears everything down by the container's id."""
     srv = server_process
     srv.kill()
     srv.start(env={"WARDEN_TEST_FAULT": f"{step}:kill"})

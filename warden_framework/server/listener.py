@@ -164,13 +164,18 @@ class WardenServer:
         async with self.lock_for(container):
             if container.state == DESTROYED:
                 raise WardenError("unknown handle")
-            with contextlib.suppress(Exception):
-                container.obituary = info_response(await self.blocking(self.orchestrator.info, container))
             self._unwatch(container)
-            await self.blocking(self.orchestrator.destroy, container)
+            await self.blocking(self._destroy_now, container)
         self.references.forget(container.handle)
         self._locks.pop(container.id, None)
         self._finish_destroy_later(container)
+
+    def _destroy_now(self, container: Container) -> None:
+        """The obituary (facts §4.6; kept before any job is finished, so a Link woken by the
+        destroy finds it), then the destroy: one hand-off to the thread pool for both."""
+        with contextlib.suppress(Exception):
+            container.obituary = info_response(self.orchestrator.info(container))
+        self.orchestrator.destroy(container)
 
     def _finish_destroy_later(self, container: Container) -> None:
         """Run the rest of the destroy in the thread pool once the client has its answer
