@@ -230,9 +230,11 @@ def spawn(container: Container, job: Job, settings: Settings) -> dict:
 
     Called: on spawn and run, with the container active and job.dir created.
     May assume: job.id, job.privileged, job.rlimits (merged with container_rlimits) are set.
-    Returns: a record (e.g. the job's pid) kept in snapshot.json, on disk before the reply. When
-    the job ends, the driver MUST call job.finish(exit_status) from any thread (255 for a signal
-    death). The snapshot learns of the end, and of the job being forgotten after a link, only
+    Returns: a record (e.g. the job's pid) kept in snapshot.json, on disk before a Spawn's reply
+    (a Run's, whose id no client learns, with the next deferred write). When the job ends, the
+    driver MUST call job.finish(exit_status) from any thread (255 for a signal death). If
+    job.linger > 0 the driver may wait up to that many seconds for the end and finish the job
+    before returning (a Run answers a job that ended by then from the same thread). The snapshot learns of the end, and of the job being forgotten after a link, only
     later (coalesced with the next write), so the exit status MUST also be readable from what
     the job left in job.dir: `recover` finds it there.
     On failure: raise WardenError; no process of the job may remain.

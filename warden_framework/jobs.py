@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ class Job:
     # Whether a snapshot on disk names this job: only then do its end and its removal make
     # the snapshot stale.
     recorded: bool = False
+    # How long the exec driver may wait in spawn for the job's end (hookspecs.spawn).
+    linger: float = 0.0
 
     def __post_init__(self) -> None:
         self._done = threading.Event()
@@ -82,10 +85,6 @@ class Job:
             waiters, self._waiters = self._waiters, []
         for loop, fut in waiters:
             loop.call_soon_threadsafe(_resolve, fut)
-
-    def wait_done(self, timeout: float) -> bool:
-        """Block this thread up to `timeout` seconds for the job's end; whether it ended."""
-        return self._done.wait(timeout)
 
     async def wait(self) -> int:
         loop = asyncio.get_running_loop()
@@ -168,13 +167,22 @@ def _size(path: Path) -> int:
 
 
 def _read(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of `path`, read in chunks (a single read(limit) would first
+    allocate all of job_output_limit, even for an empty file)."""
     if limit <= 0:
         return b""
     try:
-        with open(path, "rb") as f:
-            return f.read(limit)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return b""
+    try:
+        chunks, size = [], 0
+        while size < limit and (chunk := os.read(fd, min(CHUNK, limit - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def _open(path: Path):

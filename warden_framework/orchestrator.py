@@ -217,15 +217,17 @@ class Orchestrator:
 
     # -- jobs -----------------------------------------------------------------------------
     def spawn(self, container: Container, script: bytes, privileged: bool, rlimits: dict[str, int],
-              discard_output: bool, log_tag: str | None, record: bool = True) -> Job:
+              discard_output: bool, log_tag: str | None, record: bool = True,
+              linger: float = 0.0) -> Job:
         """Start a job. With `record` the snapshot names it before the client learns its id
-        (a client may link it after a restart); without, the next `flush` writes it."""
+        (a client may link it after a restart); without, the next `flush` writes it. The
+        driver may wait up to `linger` seconds for a short job's end (hookspecs.spawn)."""
         check_state(container, ACTIVE)
         job_id = self.new_job_id()
         merged = {**self.settings.server.container_rlimits, **rlimits}
         job = Job(id=job_id, dir=container.jobs_dir / str(job_id), script=script,
                   privileged=privileged, rlimits=merged, discard_output=discard_output,
-                  log_tag=log_tag)
+                  log_tag=log_tag, linger=linger)
         job.dir.mkdir(parents=True)
         try:
             job.record = self.hooks.spawn(container, job, self.settings) or {}
@@ -239,17 +241,18 @@ class Orchestrator:
 
     def run(self, container: Container, script: bytes, privileged: bool, rlimits: dict[str, int],
             discard_output: bool, log_tag: str | None) -> tuple[Job, dict | None]:
-        """Spawn for a Run, and the container's info if the job ends within RUN_LINGER.
+        """Spawn for a Run, and the container's info if the job ended within RUN_LINGER.
 
         A Run's client never learns the job's id, so nothing waits for the job's record: it
         goes to disk with the next `flush` (the server asks for one), and a short job never
-        costs a snapshot write. For a job that ends while this thread waits, the info is read
-        here, sparing the hand-offs back to the loop and out again, which on an idle machine
-        cost more than the job. Otherwise (None) the server awaits the job as for a Link.
+        costs a snapshot write. The exec driver may wait for the job's end in this thread;
+        if it ended, the info is read here too, sparing the hand-offs back to the loop and
+        out again, which on an idle machine cost more than the job. Otherwise (None) the
+        server awaits the job as for a Link.
         """
         job = self.spawn(container, script, privileged, rlimits, discard_output, log_tag,
-                         record=False)
-        if not job.wait_done(self.run_linger) or job.output_limit_hit:
+                         record=False, linger=self.run_linger)
+        if not job.done or job.output_limit_hit:
             return job, None
         try:
             return job, self.info(container)

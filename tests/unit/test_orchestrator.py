@@ -3,6 +3,7 @@ order, releases the pools and removes the container directory."""
 
 import json
 import signal
+import time
 
 import pytest
 
@@ -178,7 +179,7 @@ def test_spawn_records_the_job_before_returning(orch):
 def test_run_answers_a_short_job_from_its_thread_without_a_snapshot_write(orch):
     c = orch.create(None, 5, None, None, [])
     before = c.snapshot_path.stat().st_mtime_ns, c.snapshot_path.read_bytes()
-    orch.run_linger = 5.0  # a generous wait so the fake's bash surely ends within it
+    orch.run_linger = 5.0  # a generous wait so that the fake's bash surely ends within it
     job, info = orch.run(c, b"echo hi", False, {}, False, None)
     assert job.exit_status == 0 and job.read_output(100) == (b"hi\n", b"")
     assert info is not None and info["state"] == "active"
@@ -205,7 +206,10 @@ def test_recovery_removes_jobs_no_snapshot_named(orch, tmp_path):
     orch.run_linger = 0.0
     job, _ = orch.run(c, b"sleep 5", False, {}, False, None)
     orch.hooks.signal_job(c, job, signal.SIGKILL)  # the server "died" before any flush
-    assert job.wait_done(5.0) and job.dir.exists() and snapshot_jobs(c) == set()
+    deadline = time.monotonic() + 5
+    while not job.done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.done and job.dir.exists() and snapshot_jobs(c) == set()
     again = build_orchestrator(orch.settings, overrides=FAKE_DRIVERS, load_entry_points=False)
     [recovered] = again.recover_all()
     assert recovered.jobs == {} and not job.dir.exists()

@@ -87,7 +87,10 @@ class FakeExec(_Fake, ExecDriver):
             if f is not subprocess.DEVNULL:
                 f.close()
         self.procs[(container.id, job.id)] = proc
-        threading.Thread(target=self._feed_and_wait, args=(proc, job), daemon=True).start()
+        waiter = threading.Thread(target=self._feed_and_wait, args=(proc, job), daemon=True)
+        waiter.start()
+        if job.linger:
+            waiter.join(job.linger)
         return {"pid": proc.pid}
 
     def _feed_and_wait(self, proc: subprocess.Popen, job) -> None:

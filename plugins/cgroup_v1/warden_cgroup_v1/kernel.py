@@ -14,9 +14,16 @@ from pathlib import Path
 
 
 def read_control(path: Path) -> str:
-    """Return the whole text of a control file."""
-    with open(path, encoding="ascii") as f:
-        return f.read()
+    """Return the whole text of a control file: open, read to the end, close, and nothing
+    else (a Python text file adds an fstat, an ioctl and two seeks; Info reads three)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii")
 
 
 def write_control(path: Path, value: str) -> None:

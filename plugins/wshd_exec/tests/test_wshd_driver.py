@@ -127,10 +127,10 @@ def spawn(driver, settings) -> Callable[..., Job]:
     counter = iter(range(1, 1000))
 
     def start(box: Container, script: str, privileged: bool = False,
-              rlimits: dict[str, int] | None = None) -> Job:
+              rlimits: dict[str, int] | None = None, linger: float = 0.0) -> Job:
         job_id = next(counter)
         job = Job(id=job_id, dir=box.jobs_dir / str(job_id), script=script.encode(),
-                  privileged=privileged, rlimits=rlimits or {})
+                  privileged=privileged, rlimits=rlimits or {}, linger=linger)
         job.dir.mkdir()
         job.record = driver.spawn(container=box, job=job, settings=settings)
         box.jobs[job_id] = job
@@ -241,6 +241,18 @@ def test_hook_spawn_runs_the_script_in_bash_as_the_containers_user(container, sp
     assert job.stdout_path.read_text() == f"{container.uid}\n/home/vcap\nvcap /home/vcap 5\n"
     assert job.stderr_path.read_text() == "oops\n"
     assert (job.dir / STATUS_FILE).read_text() == "exit 3\n"
+
+
+def test_hook_spawn_with_linger_finishes_a_short_job_before_returning(container, spawn) -> None:
+    job = spawn(container, "echo quick; exit 4", linger=5.0)
+    assert job.done and job.exit_status == 4
+    assert job.stdout_path.read_text() == "quick\n"
+
+
+def test_hook_spawn_with_linger_leaves_a_longer_job_to_the_reaper(container, spawn) -> None:
+    job = spawn(container, "sleep 0.3; exit 5", linger=0.01)
+    assert not job.done
+    assert finished(job) == 5
 
 
 def test_hook_spawn_privileged_runs_as_root_with_the_rlimits(container, spawn) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 from pathlib import Path
 
@@ -99,8 +100,24 @@ class WshdDriver(ExecDriver):
         finally:
             for fd in fds:
                 os.close(fd)
-        self.reaper.watch(conn, lambda info: self._finished(job, info))
+        if not (job.linger and self._finish_within(conn, job, job.linger)):
+            self.reaper.watch(conn, lambda info: self._finished(job, info))
         return {"pid": pid}
+
+    def _finish_within(self, conn, job, timeout: float) -> bool:
+        """Read the job's EXIT on its own connection if it comes within `timeout` seconds:
+        a short job is then finished from this thread, with no hand-off through the reaper."""
+        if not (conn.pending or select.select([conn], [], [], timeout)[0]):
+            return False
+        try:
+            info = conn.wait_exit()
+        except WshdError as exc:  # as the reaper does: the status file still says
+            log.warning("wshd connection lost: %s", exc)
+            info = None
+        finally:
+            conn.close()
+        self._finished(job, info)
+        return True
 
     def _finished(self, job, info) -> None:
         if info is None:  # connection lost: the status file written by wshd decides
