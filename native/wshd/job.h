@@ -31,7 +31,7 @@ struct job_table {
 };
 
 /*
- * Fork and exec plan with stdio[0..2] as the job's stdin, stdout and stderr. Returns 0 with
+ * Start plan (a vfork-style clone, then execve) with stdio[0..2] as the job's stdin, stdout and stderr. Returns 0 with
  * *pid once execve succeeded; -1 with err ("<action> <object>") if any step up to execve failed.
  */
 int job_spawn(const struct proto_spawn *plan, const int stdio[3], pid_t *pid,
