@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from warden_framework.client import Client
+from warden_framework.jobs import SPARE_DIR
 
 from .runtimes import Runtime
 from .sandbox import Sandbox, Sandboxes
@@ -36,6 +37,7 @@ class Ours:
         self.client = Client(socket)
         self.client.connect()
         self.target: str | None = None
+        self.target_spare: Path | None = None
 
     def lifecycle(self) -> None:
         handle = self.client.create().handle
@@ -52,13 +54,16 @@ class Ours:
         self._true(self.target)
 
     def settle(self) -> None:
-        """Wait until the server finished the cleanup of every destroyed container (it runs
-        after destroy returned): the depot holds only the live target's directory."""
+        """Wait until the server finished its work after the answers: the cleanup of every
+        destroyed container (the depot holds only the live target's directory) and the spare
+        directory for the target's next job, so none of it runs in a peer's measurement."""
         if self.depot is None:
             return
         deadline = time.monotonic() + SETTLE_TIMEOUT
         live = 1 if self.target is not None else 0
-        while len(os.listdir(self.depot)) > live and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+                len(os.listdir(self.depot)) > live
+                or (self.target_spare is not None and not self.target_spare.is_dir())):
             time.sleep(0.0005)
 
     def start_target(self) -> None:
@@ -66,11 +71,13 @@ class Ours:
         reply = self.client.run(handle=self.target, script=OUR_NET_CHECK)
         if reply.exit_status != 0:
             raise RuntimeError(f"warden: network check failed in {self.target}: {reply.stderr!r}")
+        self.target_spare = Path(reply.info.container_path.decode()) / "jobs" / SPARE_DIR
 
     def stop_target(self) -> None:
         if self.target is not None:
             self.client.destroy(handle=self.target)
             self.target = None
+            self.target_spare = None
 
     def close(self) -> None:
         self.stop_target()

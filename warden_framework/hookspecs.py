@@ -234,9 +234,11 @@ def spawn(container: Container, job: Job, settings: Settings) -> dict:
     (a Run's, whose id no client learns, with the next deferred write). When the job ends, the
     driver MUST call job.finish(exit_status) from any thread (255 for a signal death). If
     job.linger > 0 the driver may wait up to that many seconds for the end and finish the job
-    before returning (a Run answers a job that ended by then from the same thread). The snapshot learns of the end, and of the job being forgotten after a link, only
-    later (coalesced with the next write), so the exit status MUST also be readable from what
-    the job left in job.dir: `recover` finds it there.
+    before returning (a Run answers a job that ended by then from the same thread). The
+    snapshot learns of the end, and of the job being forgotten after a link, only later
+    (coalesced with the next write), so the driver MUST also record the exit status in
+    job.status_path, in a format of its own: its `recover` finds it there. The job's files
+    may already exist, empty (made ahead, jobs.make_job_dir).
     On failure: raise WardenError; no process of the job may remain.
     """
 

@@ -19,7 +19,7 @@ from . import snapshot as snapshots
 from .config import Settings
 from .container import ACTIVE, BORN, DESTROYED, STOPPED, Container, IdGenerator, check_state
 from .errors import WardenError
-from .jobs import EXIT_KILLED, Job, JobCounter
+from .jobs import EXIT_KILLED, Job, JobCounter, make_job_dir, prepare_spare
 from .plugins import Hooks
 from .pools import Pools
 
@@ -225,10 +225,9 @@ class Orchestrator:
         check_state(container, ACTIVE)
         job_id = self.new_job_id()
         merged = {**self.settings.server.container_rlimits, **rlimits}
-        job = Job(id=job_id, dir=container.jobs_dir / str(job_id), script=script,
+        job = Job(id=job_id, dir=make_job_dir(container.jobs_dir, job_id), script=script,
                   privileged=privileged, rlimits=merged, discard_output=discard_output,
                   log_tag=log_tag, linger=linger)
-        job.dir.mkdir(parents=True)
         try:
             job.record = self.hooks.spawn(container, job, self.settings) or {}
         except BaseException:
@@ -258,6 +257,11 @@ class Orchestrator:
             return job, self.info(container)
         except WardenError:  # e.g. stopped meanwhile: the server's usual path decides
             return job, None
+
+    def prepare_job_dir(self, container: Container) -> None:
+        """Make the directory of the container's next job ahead (jobs.make_job_dir)."""
+        if container.state == ACTIVE:
+            prepare_spare(container.jobs_dir)
 
     def find_job(self, container: Container, job_id: int) -> Job:
         job = container.jobs.get(job_id)

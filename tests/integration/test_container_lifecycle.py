@@ -50,6 +50,21 @@ def test_job_runs_as_container_uid_unless_privileged(client, warden):
     assert run(client, h, "echo $USER $HOME").stdout == b"vcap /home/vcap\n"
 
 
+def test_jobs_after_the_first_get_the_spare_directory_made_ahead(client):
+    h = client.create().handle
+    jobs = os.path.join(client.info(handle=h).container_path.decode(), "jobs")
+    assert run(client, h, "echo one").stdout == b"one\n"
+    deadline = time.monotonic() + 5
+    while not os.path.isdir(os.path.join(jobs, ".spare")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    spare = os.stat(os.path.join(jobs, ".spare")).st_ino
+    job = client.spawn(handle=h, script=b"echo two; echo err >&2; sleep 100").job_id
+    assert os.stat(os.path.join(jobs, str(job))).st_ino == spare
+    client.stop(handle=h, kill=True)
+    resp = client.link(handle=h, job_id=job)
+    assert (resp.stdout, resp.stderr) == (b"two\n", b"err\n")
+
+
 def test_exit_status_and_signal_death(client):
     h = client.create().handle
     assert run(client, h, "exit 7").exit_status == 7

@@ -161,6 +161,7 @@ class Dispatcher:
         else:
             job = await self.locked(container, self.orch.spawn, *args)
         self.server.track_job(container, job)
+        self.server.prepare_next_job(container)
         return container, job, info
 
     async def on_spawn(self, conn, req):

@@ -58,6 +58,7 @@ class WardenServer:
         self._watched: dict[str, list[Any]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._flushes: set[str] = set()  # container ids with a flush scheduled
+        self._preparing: set[str] = set()  # container ids whose next job dir is being made
         self._cleanups: set[asyncio.Future] = set()  # finish_destroy calls not yet done
         self._server: asyncio.AbstractServer | None = None
         self._drained = asyncio.Event()
@@ -145,6 +146,19 @@ class WardenServer:
         else:
             self.orchestrator.job_ended(container, job)
             self.schedule_flush(container)
+
+    def prepare_next_job(self, container: Container) -> None:
+        """Make the container's next job directory in the thread pool once this request is
+        answered (the task starts after the current one yields), once however often asked."""
+        if container.id not in self._preparing:
+            self._preparing.add(container.id)
+            self.background(self._prepare_next_job(container))
+
+    async def _prepare_next_job(self, container: Container) -> None:
+        try:
+            await self.locked_call(container, self.orchestrator.prepare_job_dir, container)
+        finally:
+            self._preparing.discard(container.id)
 
     def schedule_flush(self, container: Container) -> None:
         """Run orchestrator.flush for `container` FLUSH_DELAY from now, once however often asked."""

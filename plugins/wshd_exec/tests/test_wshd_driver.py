@@ -19,7 +19,7 @@ from warden_framework.container import ID_ALPHABET, ID_LENGTH, Container
 from warden_framework.errors import DriverError, WardenError
 from warden_framework.jobs import Job
 from warden_wshd_exec import processes
-from warden_wshd_exec.driver import STATUS_FILE, WshdDriver
+from warden_wshd_exec.driver import WshdDriver
 from warden_wshd_exec.wshd_client import is_alive, read_pid_file
 
 pytestmark = [pytest.mark.integration]
@@ -240,7 +240,7 @@ def test_hook_spawn_runs_the_script_in_bash_as_the_containers_user(container, sp
     assert finished(job) == 3
     assert job.stdout_path.read_text() == f"{container.uid}\n/home/vcap\nvcap /home/vcap 5\n"
     assert job.stderr_path.read_text() == "oops\n"
-    assert (job.dir / STATUS_FILE).read_text() == "exit 3\n"
+    assert job.status_path.read_text() == "exit 3\n"
 
 
 def test_hook_spawn_with_linger_finishes_a_short_job_before_returning(container, spawn) -> None:
@@ -279,7 +279,7 @@ def test_hook_signal_job_reaches_the_jobs_whole_process_group(driver, container,
     wait_for(lambda: len(jobs_running(container)) == 3, "bash and two sleeps")
     driver.signal_job(container=container, job=job, signo=signal.SIGKILL)
     assert finished(job) == 255
-    assert (job.dir / STATUS_FILE).read_text() == "signal 9\n"
+    assert job.status_path.read_text() == "signal 9\n"
     wait_for(lambda: not jobs_running(container), "the background sleep to die with its group")
 
 
@@ -334,7 +334,7 @@ def test_hook_stop_kills_what_ignores_term_after_the_timeout(driver, container, 
     driver.stop(container=container, kill=False, timeout=0.2)
     assert jobs_running(container) == []
     assert finished(job) == 255
-    assert (job.dir / STATUS_FILE).read_text() == "signal 9\n"
+    assert job.status_path.read_text() == "signal 9\n"
 
 
 def test_hook_stop_with_kill_sends_kill_at_once(driver, container, spawn) -> None:
@@ -343,5 +343,5 @@ def test_hook_stop_with_kill_sends_kill_at_once(driver, container, spawn) -> Non
     driver.stop(container=container, kill=True, timeout=0.0)
     assert jobs_running(container) == []
     assert finished(job) == 255  # wshd writes the status when it reaps, after stop returns
-    assert (job.dir / STATUS_FILE).read_text() == "signal 9\n"
+    assert job.status_path.read_text() == "signal 9\n"
     assert is_alive(container.run_dir)

@@ -23,7 +23,6 @@ from .wshd_client import (WshdConnection, WshdError, is_alive, kill_wshd, parse_
                           read_pid_file, start_wshd)
 
 log = logging.getLogger(__name__)
-STATUS_FILE = "exit_status"
 
 
 class WshdDriver(ExecDriver):
@@ -121,7 +120,7 @@ class WshdDriver(ExecDriver):
 
     def _finished(self, job, info) -> None:
         if info is None:  # connection lost: the status file written by wshd decides
-            info = parse_status_file(_read_text(job.dir / STATUS_FILE))
+            info = parse_status_file(_read_text(job.status_path))
         job.finish(255 if info is None else jobspec.exit_status(info.exit_code, info.signal))
 
     @hookimpl
@@ -180,7 +179,7 @@ def _open_job_files(job) -> list[int]:
     else:
         out = os.open(job.stdout_path, flags, 0o600)
         err = os.open(job.stderr_path, flags, 0o600)
-    status = os.open(job.dir / STATUS_FILE, flags, 0o600)
+    status = os.open(job.status_path, flags, 0o600)
     return [stdin, out, err, status]
 
 
