@@ -125,8 +125,11 @@ class WardenServer:
     def track_job(self, container: Container, job: Job, recovered: bool = False) -> None:
         """Enforce the output limit while the job runs; mark the snapshot stale when it ends;
         copy its output to syslog when it has a log_tag (after a restart, only new output,
-        so no line is logged twice)."""
-        self.background(self._supervise_job(container, job))
+        so no line is logged twice). A job that already ended (a short Run's) needs no task."""
+        if job.done:
+            self._job_ended(container, job)
+        else:
+            self.background(self._supervise_job(container, job))
         if job.log_tag and not job.discard_output:
             start = job.output_offsets() if recovered else None
             self.background(forward_output(job, self.settings.server.job_output_limit,
@@ -141,8 +144,11 @@ class WardenServer:
                 await self.blocking(self.orchestrator.enforce_output_limit, container, job)
             await asyncio.wait({finished}, timeout=OUTPUT_CHECK_INTERVAL)
         await finished
+        self._job_ended(container, job)
+
+    def _job_ended(self, container: Container, job: Job) -> None:
         if job.output_limit_hit:  # only the snapshot keeps this flag: write it now
-            await self.locked_call(container, self.orchestrator.write_snapshot, container)
+            self.background(self.locked_call(container, self.orchestrator.write_snapshot, container))
         else:
             self.orchestrator.job_ended(container, job)
             self.schedule_flush(container)
