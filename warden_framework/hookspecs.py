@@ -108,22 +108,23 @@ def teardown_fs(container: Container, record: dict | None) -> None:
 
 @hookspec(firstresult=True)
 def setup_init(container: Container, settings: Settings) -> dict:
-    """Start the container's init (wshd) in new namespaces, held at its barrier.
+    """Start the container's init (wshd) in new namespaces; it may build its root meanwhile.
 
     Called: after apply_limits.
     May assume: container.rootfs_dir is the mounted root; container.binds lists bind mounts;
     container.records["limits"] (if there is a limits driver) is apply_limits' record.
     MUST: have the init born in the cgroups whose `tasks` files that record lists under "tasks"
     (a single-threaded process writing "0" to each before it clones the init).
-    Returns: a record with at least {"pid": host pid of the container's init}. The init waits
-    until start_init releases it, so the network can be attached first.
+    Returns: a record with at least {"pid": host pid of the container's init}, whose network
+    namespace the network step attaches while the init builds its root; the init serves no
+    request before start_init returned (no client knows the container before create ends).
     On failure: raise WardenError; teardown_init kills whatever was started.
     """
 
 
 @hookspec(firstresult=True)
 def start_init(container: Container, record: dict) -> None:
-    """Release the init from its barrier and wait until it serves requests.
+    """Wait until the init serves requests (it reports a failure to build its root here).
 
     Called: last step of create, after every other setup step succeeded.
     May assume: the init was born in its cgroups and its network namespace has the container's

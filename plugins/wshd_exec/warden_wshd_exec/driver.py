@@ -59,13 +59,17 @@ class WshdDriver(ExecDriver):
         except (WshdError, OSError) as exc:
             raise DriverError(f"start wshd for {container.id}: {exc}") from exc
         self._launches[container.id] = launch
+        try:  # it builds its root while the network step attaches its netns
+            launch.go()
+        except WshdError as exc:
+            raise DriverError(f"wshd of {container.id} did not start: {exc}") from exc
         return {"pid": launch.pid}
 
     @hookimpl
     def start_init(self, container, record):
         launch = self._launches.pop(container.id)
         try:
-            launch.release()
+            launch.wait_ready()
         except WshdError as exc:
             raise DriverError(f"wshd of {container.id} did not start: {exc}") from exc
 

@@ -422,11 +422,22 @@ class WshdLaunch:
 
     def release(self, timeout: float = 30.0) -> None:
         """Let the container init set up its root; return once it serves, else WshdError."""
-        assert self._proc.stdout is not None
+        self.go()
+        self.wait_ready(timeout)
+
+    def go(self) -> None:
+        """Let the container init set up its root and start serving; do not wait for it."""
         try:
             self._close_stdin(b"go\n")
+        except BrokenPipeError:
+            raise self._failed() from None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Return once the released init serves requests, else WshdError."""
+        assert self._proc.stdout is not None
+        try:
             line = _read_line(self._proc.stdout.fileno(), time.monotonic() + timeout)
-        except (BrokenPipeError, WshdError):
+        except WshdError:
             line = None
         if line != "ready":
             raise self._failed()
@@ -480,8 +491,8 @@ def start_wshd(
     """Start wshd up to its barrier and return the launch (its .pid is the init's host pid).
 
     binds are (host source, container destination, read_only). The init is born in the cgroups
-    whose `tasks` files `cgroup_tasks` names. The caller places .pid in its network, then calls
-    release(); or abort() to give up.
+    whose `tasks` files `cgroup_tasks` names. The caller calls release() (or go() and later
+    wait_ready()), or abort() to give up.
     """
     args = [os.fspath(binary), "--run", os.fspath(run_dir), "--root", os.fspath(root_dir)]
     args += ["--hostname", hostname]
