@@ -215,3 +215,39 @@ def test_destroy_answers_before_cleanup_and_stop_waits_for_it(tmp_path):
         srv.stop()  # drain and close wait for every pending cleanup
     assert os.listdir(settings.depot) == []
     assert len(srv.orchestrator.pools.network) == 2
+
+
+class ConcurrencyProbe:
+    """Counts how many setup_fs calls (so creates) run at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+
+    @hookimpl(wrapper=True)
+    def setup_fs(self, container, settings):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.05)
+        try:
+            return (yield)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_creates_run_at_most_one_per_cpu_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    probe = ConcurrencyProbe()
+    settings = fake_settings(tmp_path)
+    with running_server(settings, FAKE_DRIVERS, extra_plugins=[probe]):
+        def create():
+            with Client(settings.server.unix_domain_path) as c:
+                c.create()
+        threads = [threading.Thread(target=create) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert probe.most == 2

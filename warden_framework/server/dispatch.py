@@ -122,8 +122,8 @@ class Dispatcher:
                           "mode": "rw" if bm.mode == 1 else "ro"})
         grace = req.grace_time if req.HasField("grace_time") else self.server.settings.server.container_grace_time
         handle = handle_from_wire(req.handle) if req.HasField("handle") and req.handle else None
-        container = await self.server.blocking(
-            self.orch.create, handle, grace, _text(req.network) if req.HasField("network") else None,
+        container = await self.server.create(
+            handle, grace, _text(req.network) if req.HasField("network") else None,
             _text(req.rootfs) if req.HasField("rootfs") and req.rootfs else None, binds, req)
         self.server.references.add(conn, container.handle)
         await self.server.watch_events(container)

@@ -52,6 +52,12 @@ class WardenServer:
         self.references = References(self._grace_expired)
         self.executor = ThreadPoolExecutor(max_workers=settings.server.request_threads,
                                            thread_name_prefix="warden-req")
+        # Creates, destroys and destroy cleanups are mostly Python (holding the GIL) and
+        # kernel work; more of them at once than CPUs buys nothing and makes every thread, the
+        # loop's included, queue for the GIL. Cleanups have a limit of their own, so a backlog
+        # of them never delays a create; other requests keep the rest of the pool.
+        self._lifecycle = asyncio.Semaphore(os.cpu_count() or 1)
+        self._cleanups_running = asyncio.Semaphore(os.cpu_count() or 1)
         self.dispatcher = Dispatcher(self)
         self.connections: set[Connection] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -67,6 +73,15 @@ class WardenServer:
     # -- plumbing used by the dispatcher ---------------------------------------------------
     async def blocking(self, fn: Callable, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def create(self, *args: Any) -> Container:
+        """orchestrator.create in the thread pool, at most one per CPU at a time."""
+        async with self._lifecycle:
+            return await self.blocking(self.orchestrator.create, *args)
+
+    async def _finish_destroy(self, container: Container) -> bool:
+        async with self._cleanups_running:
+            return await self.blocking(self.orchestrator.finish_destroy, container)
 
     def lock_for(self, container: Container) -> asyncio.Lock:
         return self._locks.setdefault(container.id, asyncio.Lock())
@@ -185,7 +200,8 @@ class WardenServer:
             if container.state == DESTROYED:
                 raise WardenError("unknown handle")
             self._unwatch(container)
-            await self.blocking(self._destroy_now, container)
+            async with self._lifecycle:
+                await self.blocking(self._destroy_now, container)
         self.references.forget(container.handle)
         self._locks.pop(container.id, None)
         self._finish_destroy_later(container)
@@ -201,7 +217,7 @@ class WardenServer:
         """Run the rest of the destroy in the thread pool once the client has its answer
         (this returns before the task's first step, so the response is written first);
         drain and close wait for it."""
-        cleanup = asyncio.ensure_future(self.blocking(self.orchestrator.finish_destroy, container))
+        cleanup = asyncio.ensure_future(self._finish_destroy(container))
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanup_done)
 
