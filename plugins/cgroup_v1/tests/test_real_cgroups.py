@@ -192,6 +192,21 @@ def test_cpu_stat_usage_is_positive_after_a_busy_child(
     assert result["user"] >= 0 and result["system"] >= 0
 
 
+def test_open_stat_files_read_fresh_values_and_close(group: cgroups.CgroupPaths, children) -> None:
+    files = stats.OpenStatFiles()
+    before = stats.cpu_stat(group.cpuacct, files.read)["usage"]
+    proc = _start_in(group, children, "sum(range(3_000_000))")
+    assert proc.wait(timeout=WAIT) == 0
+    assert stats.cpu_stat(group.cpuacct, files.read)["usage"] > before  # re-read, not cached
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in files._fds.values()]
+    assert sorted(os.path.basename(p) for p in held) == ["cpuacct.stat", "cpuacct.usage"]
+    files.close()
+    assert files._fds == {}
+    still = {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+             if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert not still & set(held)
+
+
 # --------------------------------------------------------------------------- devices
 
 OPEN_EACH = """

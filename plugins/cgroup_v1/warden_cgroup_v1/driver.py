@@ -39,6 +39,7 @@ class CgroupV1Driver(LimitsDriver):
         self.prefix = settings.server.name_prefix
         self.hierarchies = cgroups.discover_hierarchies(self.root)
         self._oom: dict[str, OomSource] = {}
+        self._stat_files: dict[str, stats.OpenStatFiles] = {}
 
     @classmethod
     def check_host(cls, settings) -> None:
@@ -69,6 +70,9 @@ class CgroupV1Driver(LimitsDriver):
         source = self._oom.pop(container.id, None)
         if source is not None:
             source.close()
+        files = self._stat_files.pop(container.id, None)
+        if files is not None:
+            files.close()
         cgroups.remove(self.root, self.prefix, container.id, hierarchies=self.hierarchies)
 
     @hookimpl
@@ -90,8 +94,11 @@ class CgroupV1Driver(LimitsDriver):
         if "limits" not in container.records:
             return None
         paths = self._paths(container)
-        return {"memory_stat": stats.memory_stat(paths.memory),
-                "cpu_stat": stats.cpu_stat(paths.cpuacct)}
+        files = self._stat_files.get(container.id)
+        if files is None:
+            files = self._stat_files.setdefault(container.id, stats.OpenStatFiles())
+        return {"memory_stat": stats.memory_stat(paths.memory, files.read),
+                "cpu_stat": stats.cpu_stat(paths.cpuacct, files.read)}
 
     @hookimpl
     def event_sources(self, container):

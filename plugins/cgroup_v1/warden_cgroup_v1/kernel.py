@@ -26,6 +26,15 @@ def read_control(path: Path) -> str:
     return b"".join(chunks).decode("ascii")
 
 
+def pread_text(fd: int) -> str:
+    """The whole text of the open control file `fd`, read afresh from offset 0."""
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 65536, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks).decode("ascii")
+
+
 def write_control(path: Path, value: str) -> None:
     """Write `value` to a control file in one write(2): the kernel parses one value per write.
 

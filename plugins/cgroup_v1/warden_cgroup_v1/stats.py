@@ -1,5 +1,8 @@
 """Usage statistics for Info: memory.stat (memory) and cpuacct.usage/cpuacct.stat (cpuacct)."""
 
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from . import kernel
@@ -20,10 +23,36 @@ MEMORY_STAT_KEYS = (
 )  # fmt: skip
 
 
-def memory_stat(path: Path) -> dict[str, int]:
+Reader = Callable[[Path], str]
+
+
+class OpenStatFiles:
+    """A container's statistics files, kept open and re-read with pread: the kernel writes
+    a control file afresh for every read from offset 0, and after an idle spell the open and
+    close cost twice the read (~35 of ~55 us). Info, which every Run answers with, reads three."""
+
+    def __init__(self) -> None:
+        self._fds: dict[Path, int] = {}
+        self._lock = threading.Lock()
+
+    def read(self, path: Path) -> str:
+        with self._lock:
+            fd = self._fds.get(path)
+            if fd is None:
+                fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return kernel.pread_text(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            fds, self._fds = list(self._fds.values()), {}
+        for fd in fds:
+            os.close(fd)
+
+
+def memory_stat(path: Path, read: Reader = kernel.read_control) -> dict[str, int]:
     """The MEMORY_STAT_KEYS present in memory.stat of the memory cgroup at `path`."""
     try:
-        text = kernel.read_control(path / MEMORY_STAT)
+        text = read(path / MEMORY_STAT)
         return {
             key: int(value)
             for key, value in (line.split() for line in text.splitlines() if line.strip())
@@ -33,11 +62,11 @@ def memory_stat(path: Path) -> dict[str, int]:
         raise CgroupError(f"Failed getting memory usage: {e}") from e
 
 
-def cpu_stat(cpuacct_path: Path) -> dict[str, int]:
+def cpu_stat(cpuacct_path: Path, read: Reader = kernel.read_control) -> dict[str, int]:
     """usage (ns, cpuacct.usage) and user/system (USER_HZ ticks, cpuacct.stat)."""
     try:
-        usage = int(kernel.read_control(cpuacct_path / CPUACCT_USAGE))
-        text = kernel.read_control(cpuacct_path / CPUACCT_STAT)
+        usage = int(read(cpuacct_path / CPUACCT_USAGE))
+        text = read(cpuacct_path / CPUACCT_STAT)
         ticks = dict(line.split() for line in text.splitlines())
         return {"usage": usage, "user": int(ticks["user"]), "system": int(ticks["system"])}
     except KeyError as e:
