@@ -251,3 +251,16 @@ def test_creates_run_at_most_one_per_cpu_at_a_time(tmp_path, monkeypatch):
         for t in threads:
             t.join()
     assert probe.most == 2
+
+
+def test_a_run_answer_bigger_than_the_socket_takes_arrives_whole(tmp_path):
+    """A Run's answer is written by the worker thread as far as the socket takes it and the
+    rest by the loop: the client still reads one whole frame, then the next answer."""
+    settings = fake_settings(tmp_path, server={"job_output_limit": 8 << 20})
+    with running_server(settings, FAKE_DRIVERS) as srv:
+        srv.orchestrator.run_linger = 10.0  # the fake's bash surely ends within it
+        with Client(settings.server.unix_domain_path) as c:
+            h = c.create().handle
+            resp = c.run(handle=h, script=b"head -c 3000000 /dev/zero | tr '\\0' x; echo done >&2")
+            assert resp.stdout == b"x" * 3000000 and resp.stderr == b"done\n"
+            assert c.echo(message="next").message == b"next"

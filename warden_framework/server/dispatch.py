@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from ..container import DESTROYED, Container, handle_from_wire, handle_to_wire
 from ..errors import WardenError
 from ..jobs import Job
 from ..orchestrator import OUTPUT_EXCEEDED
-from ..protocol import pb
+from ..protocol import frame_message, pb
 
 if TYPE_CHECKING:
     from .listener import Connection, WardenServer
@@ -147,22 +148,38 @@ class Dispatcher:
         return await self.info_of(container)
 
     # -- jobs ----------------------------------------------------------------------------
-    async def _spawn(self, conn, req, run: bool = False) -> tuple[Container, Job, dict | None]:
-        """Start the job; for a Run also the container's info if the job ended at once."""
+    async def _spawn(self, conn, req, run: bool = False) -> tuple[Container, Job, bytes | None]:
+        """Start the job. For a Run whose job ended at once, it is answered too: returns the
+        part of the response frame the client's socket did not take yet (see _run)."""
         container = self.container(conn, req)
         rlimits = {name: getattr(req.rlimits, name) for name in RLIMIT_FIELDS
                    if req.HasField("rlimits") and req.rlimits.HasField(name)}
         args = (container, req.script, req.privileged, rlimits, req.discard_output,
                 _text(req.log_tag) if req.HasField("log_tag") else None)
-        info = None
+        unsent = None
         if run:
-            job, info = await self.locked(container, self.orch.run, *args)
+            job, unsent = await self.locked(container, self._run, conn.socket_for_worker(), *args)
             self.server.schedule_flush(container)  # records the job if it runs on
         else:
             job = await self.locked(container, self.orch.spawn, *args)
         self.server.track_job(container, job)
         self.server.prepare_next_job(container)
-        return container, job, info
+        return container, job, unsent
+
+    def _run(self, socket_fd: int | None, container: Container, *args) -> tuple[Job, bytes | None]:
+        """In the thread pool: orchestrator.run, and for a job that ended at once the answer,
+        written from this thread straight to the client's socket (`socket_fd`, a duplicate;
+        None when the loop must write). Handing the answer back to the loop first cost ~0.15
+        ms a Run. Returns the job and what of the frame is left to write (None: not ended)."""
+        try:
+            job, info = self.orch.run(container, *args)
+            if info is None:
+                return job, None
+            frame = frame_message(self._response(job, pb.RunResponse, info_response(info)))
+            return job, frame[_write_some(socket_fd, frame):]
+        finally:
+            if socket_fd is not None:
+                os.close(socket_fd)
 
     async def on_spawn(self, conn, req):
         _, job, _ = await self._spawn(conn, req)
@@ -175,8 +192,12 @@ class Dispatcher:
         return self._linked(container, job, response_cls, await self.info_of(container))
 
     def _linked(self, container: Container, job: Job, response_cls, info: pb.InfoResponse):
-        stdout, stderr = job.read_output(self.server.settings.server.job_output_limit)
+        response = self._response(job, response_cls, info)
         self.forget(container, job)
+        return response
+
+    def _response(self, job: Job, response_cls, info: pb.InfoResponse):
+        stdout, stderr = job.read_output(self.server.settings.server.job_output_limit)
         return response_cls(exit_status=job.exit_status, stdout=stdout, stderr=stderr, info=info)
 
     def forget(self, container: Container, job: Job) -> None:
@@ -191,10 +212,11 @@ class Dispatcher:
         return await self._link(container, job, pb.LinkResponse)
 
     async def on_run(self, conn, req):
-        container, job, info = await self._spawn(conn, req, run=True)
-        if info is None:
+        container, job, unsent = await self._spawn(conn, req, run=True)
+        if unsent is None:
             return await self._link(container, job, pb.RunResponse)
-        return self._linked(container, job, pb.RunResponse, info_response(info))
+        self.forget(container, job)
+        return unsent
 
     async def on_stream(self, conn, req):
         container = self.container(conn, req)
@@ -258,3 +280,14 @@ class Dispatcher:
         limits = {name: getattr(req, name) for name in DISK_FIELDS if req.HasField(name)}
         kept = await self.locked(container, self.orch.limit_disk, container, limits)
         return pb.LimitDiskResponse(**kept)
+
+
+def _write_some(fd: int | None, data: bytes) -> int:
+    """Write what a non-blocking socket takes now; 0 on any error, which the loop's own write
+    of the rest then meets and handles as for every response."""
+    if fd is None:
+        return 0
+    try:
+        return os.write(fd, data)
+    except OSError:
+        return 0

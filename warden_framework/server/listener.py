@@ -44,6 +44,18 @@ class Connection:
     def __hash__(self) -> int:
         return self.id
 
+    def socket_for_worker(self) -> int | None:
+        """A duplicate of the client's socket for a worker thread to write this request's
+        response to, or None while the transport still holds bytes (they go first) or is
+        closing. Safe because a connection's requests are answered one at a time: nothing
+        else writes to it until this response is out. The duplicate keeps the socket itself
+        open should the loop close the connection meanwhile (its number could be reused)."""
+        transport = self.writer.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return None
+        sock = transport.get_extra_info("socket")
+        return None if sock is None else os.dup(sock.fileno())
+
 
 class WardenServer:
     def __init__(self, settings: Settings, orchestrator: Orchestrator) -> None:
@@ -308,7 +320,8 @@ class WardenServer:
         conn.current = type(request).__name__
         try:
             async for response in self.dispatcher.handle(conn, request):
-                conn.writer.write(frame_message(response))
+                # bytes: the rest of a frame a worker thread began to write (Dispatcher._run)
+                conn.writer.write(response if isinstance(response, bytes) else frame_message(response))
                 await conn.writer.drain()
         except WardenError as exc:
             conn.writer.write(frame_message(error_response(exc.message)))
