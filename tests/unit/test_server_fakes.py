@@ -264,3 +264,16 @@ def test_a_run_answer_bigger_than_the_socket_takes_arrives_whole(tmp_path):
             resp = c.run(handle=h, script=b"head -c 3000000 /dev/zero | tr '\\0' x; echo done >&2")
             assert resp.stdout == b"x" * 3000000 and resp.stderr == b"done\n"
             assert c.echo(message="next").message == b"next"
+
+
+def test_a_lent_socket_writes_until_closed_and_closes_once():
+    from warden_framework.server.listener import LentSocket
+    ours, client = socket.socketpair()
+    with ours, client:
+        lent = LentSocket(os.dup(ours.fileno()))
+        assert lent.write_some(b"hi") == 2 and client.recv(2) == b"hi"
+        lent.close()
+        lent.close()  # harmless
+        assert lent.write_some(b"more") == 0
+        ours.sendall(b"still open")  # the loan was a duplicate: the socket itself lives on
+        assert client.recv(10) == b"still open"

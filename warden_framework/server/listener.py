@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
@@ -44,17 +45,43 @@ class Connection:
     def __hash__(self) -> int:
         return self.id
 
-    def socket_for_worker(self) -> int | None:
-        """A duplicate of the client's socket for a worker thread to write this request's
-        response to, or None while the transport still holds bytes (they go first) or is
-        closing. Safe because a connection's requests are answered one at a time: nothing
-        else writes to it until this response is out. The duplicate keeps the socket itself
-        open should the loop close the connection meanwhile (its number could be reused)."""
+    def lend_socket(self) -> LentSocket | None:
+        """The client's socket, lent to a worker thread to write this request's response, or
+        None while the transport still holds bytes (they go first) or is closing. Safe because
+        a connection's requests are answered one at a time: nothing else writes to it until
+        this response is out. The caller closes the loan when the request is done."""
         transport = self.writer.transport
         if transport.is_closing() or transport.get_write_buffer_size():
             return None
         sock = transport.get_extra_info("socket")
-        return None if sock is None else os.dup(sock.fileno())
+        return None if sock is None else LentSocket(os.dup(sock.fileno()))
+
+
+class LentSocket:
+    """A duplicate of a client's socket (so the loop closing the connection cannot free its
+    number for reuse while a worker writes), written and closed under one lock: a close
+    waits for a write under way, and a write after the close writes nothing."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def write_some(self, data: bytes) -> int:
+        """Write what the non-blocking socket takes now; 0 once closed or on any error, which
+        the loop's own write of the rest then meets as for every response."""
+        with self._lock:
+            if self._fd < 0:
+                return 0
+            try:
+                return os.write(self._fd, data)
+            except OSError:
+                return 0
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 class WardenServer:
