@@ -229,7 +229,7 @@ class ConcurrencyProbe:
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
-        time.sleep(0.05)
+        time.sleep(0.2)  # long enough for the six creates to overlap
         try:
             return (yield)
         finally:
