@@ -36,11 +36,12 @@ class OpenStatFiles:
         self._lock = threading.Lock()
 
     def read(self, path: Path) -> str:
+        """The file's text now; under the lock, so a close never frees a number in use."""
         with self._lock:
             fd = self._fds.get(path)
             if fd is None:
                 fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        return kernel.pread_text(fd)
+            return kernel.pread_text(fd)
 
     def close(self) -> None:
         with self._lock:
