@@ -167,8 +167,13 @@ int job_spawn(const struct proto_spawn *plan, const int stdio[3], pid_t *pid,
     cpid = clone(job_child_main, stack + JOB_CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD,
                  &child);
     saved = errno;
-    if (munmap(stack, JOB_CHILD_STACK) < 0 && cpid >= 0 && !child.failed)
-        return wshd_error_set(err, errno, "unmap the stack of %s", plan->argv[0]);
+    if (munmap(stack, JOB_CHILD_STACK) < 0) {
+        saved = errno;
+        /* A spawn that fails leaves no process: the reap loop collects the killed child. */
+        if (cpid > 0 && !child.failed && kill(cpid, SIGKILL) < 0 && errno != ESRCH)
+            saved = errno;
+        return wshd_error_set(err, saved, "unmap the stack of %s", plan->argv[0]);
+    }
     if (cpid < 0)
         return wshd_error_set(err, saved, "clone for %s", plan->argv[0]);
     /* A failed child is not a job: the reap loop collects it without writing a status. */
