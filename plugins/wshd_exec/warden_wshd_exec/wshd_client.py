@@ -412,7 +412,7 @@ def _read_line(fd: int, deadline: float) -> str | None:
 
 
 class WshdLaunch:
-    """A wshd between clone and ready: the container init exists but waits for release()."""
+    """A wshd between clone and ready: the container init exists but waits for go()."""
 
     def __init__(self, proc: subprocess.Popen[bytes], pid: int) -> None:
         self._proc = proc
