@@ -353,10 +353,13 @@ def copy_out(container: Container, src_path: str, dst_path: str, owner: str | No
 # ---------------------------------------------------------------------------------------------
 
 @hookspec
-def info(container: Container) -> dict:
+def info(container: Container, full: bool) -> dict:
     """Contribute InfoResponse fields (memory_stat, cpu_stat, disk_stat, bandwidth_stat, ips).
 
-    Called: on info, link/run/stream completion, and before destroy (the obituary).
+    Called: on info (full True), and on link/run/stream completion and before destroy (the
+    obituary) with full False: those answers come with every command a client runs, so an
+    implementation may leave out what costs more than reading kernel counters (a walk of the
+    container's files). An implementation may omit the argument (pluggy passes what it names).
     May assume: the container is active or stopped.
     Returns: a dict of InfoResponse field names to values (stats as dicts), or None.
     On failure: raise WardenError with the `Failed getting ...` text; the whole info fails.

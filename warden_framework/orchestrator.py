@@ -254,7 +254,7 @@ class Orchestrator:
         if not job.done or job.output_limit_hit:
             return job, None
         try:
-            return job, self.info(container)
+            return job, self.info(container, full=False)
         except WardenError:  # e.g. stopped meanwhile: the server's usual path decides
             return job, None
 
@@ -371,14 +371,16 @@ class Orchestrator:
         check_state(container, ACTIVE, STOPPED)
         self.hooks.copy_out(container, src, dst, owner)
 
-    def info(self, container: Container) -> dict:
+    def info(self, container: Container, full: bool = True) -> dict:
+        """The container's InfoResponse fields; `full` False for the info that Link, Run and
+        Stream answers carry (hookspecs.info)."""
         check_state(container, ACTIVE, STOPPED)
         fields: dict[str, Any] = {
             "state": container.state, "events": list(container.events),
             "host_ip": container.host_ip, "container_ip": container.container_ip,
             "container_path": str(container.path), "job_ids": container.running_job_ids(),
         }
-        fields.update(self.hooks.info(container))
+        fields.update(self.hooks.info(container, full))
         return fields
 
     def out_of_memory(self, container: Container) -> None:

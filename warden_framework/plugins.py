@@ -119,9 +119,9 @@ class Hooks:
     def copy_out(self, container, src_path, dst_path, owner):
         return self._owned("copy_out", container=container, src_path=src_path, dst_path=dst_path, owner=owner)
     # gathering
-    def info(self, container) -> dict:
+    def info(self, container, full: bool = True) -> dict:
         merged: dict = {}
-        for part in self._call("info", container=container):
+        for part in self._call("info", container=container, full=full):
             merged.update(part or {})
         return merged
     def event_sources(self, container) -> list:

@@ -128,10 +128,13 @@ def test_memory_and_cpu_limits_read_back(client):
 
 def test_info_reports_stats(client):
     h = client.create().handle
-    run(client, h, "dd if=/dev/zero of=/tmp/f bs=1k count=64 2>/dev/null")
+    answer = run(client, h, "dd if=/dev/zero of=/tmp/f bs=1k count=64 2>/dev/null")
     info = client.info(handle=h)
     assert info.state == "active" and info.cpu_stat.usage > 0
     assert info.disk_stat.bytes_used >= 64 * 1024
+    # A Run's answer carries the cheap part only: no walk of the container's files for it.
+    assert answer.info.state == "active" and answer.info.cpu_stat.usage > 0
+    assert not answer.info.HasField("disk_stat")
 
 
 def test_stop_kills_jobs_and_keeps_files(client):

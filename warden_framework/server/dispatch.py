@@ -92,11 +92,12 @@ class Dispatcher:
         async with self.server.lock_for(container):
             return await self.server.blocking(fn, *args)
 
-    async def info_of(self, container: Container) -> pb.InfoResponse:
-        """Fresh info, or the obituary once the container is (being) destroyed."""
+    async def info_of(self, container: Container, full: bool = False) -> pb.InfoResponse:
+        """Fresh info, or the obituary once the container is (being) destroyed. Not `full`
+        but for an Info request: Link, Run and Stream answers carry it (hookspecs.info)."""
         if container.state != DESTROYED:
             try:
-                return info_response(await self.locked(container, self.orch.info, container))
+                return info_response(await self.locked(container, self.orch.info, container, full))
             except WardenError:
                 if container.state != DESTROYED:
                     raise
@@ -144,7 +145,7 @@ class Dispatcher:
 
     async def on_info(self, conn, req):
         container = self.container(conn, req)
-        return await self.info_of(container)
+        return await self.info_of(container, full=True)
 
     # -- jobs ----------------------------------------------------------------------------
     async def _spawn(self, conn, req, run: bool = False) -> tuple[Container, Job, bytes | None]:

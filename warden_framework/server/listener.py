@@ -249,7 +249,7 @@ class WardenServer:
         """The obituary (facts §4.6; kept before any job is finished, so a Link woken by the
         destroy finds it), then the destroy: one hand-off to the thread pool for both."""
         with contextlib.suppress(Exception):
-            container.obituary = info_response(self.orchestrator.info(container))
+            container.obituary = info_response(self.orchestrator.info(container, full=False))
         self.orchestrator.destroy(container)
 
     def _finish_destroy_later(self, container: Container) -> None:

@@ -222,6 +222,11 @@ class RootfsContract:
         assert after["bytes_used"] >= before["bytes_used"] + (1 << 20)
         assert after["inodes_used"] > before["inodes_used"]
 
+    def test_hook_info_leaves_the_walk_out_of_a_not_full_info(self, driver, container,
+                                                              rootfs_settings):
+        self.setup(driver, container, rootfs_settings)
+        assert "disk_stat" not in (driver.info(container=container, full=False) or {})
+
     @staticmethod
     def disk_stat(driver: Any, container: Container) -> dict:
         answer = driver.info(container=container)

@@ -93,9 +93,11 @@ class UnionRootfsDriver(RootfsDriver):
             raise WardenError(str(exc)) from None
 
     @hookimpl
-    def info(self, container):
-        """Disk usage of the upper layer, when no quota driver reports it."""
-        if self.settings.drivers.disk or "rootfs" not in container.records:
+    def info(self, container, full=True):
+        """Disk usage of the upper layer, when no quota driver reports it, and only for a
+        `full` info: the walk reads every file of the layer (a run true took 39.9 ms instead of
+        2.3 ms with 10,000 files when every Run's answer paid it)."""
+        if not full or self.settings.drivers.disk or "rootfs" not in container.records:
             return None
         upper = self.layers.fs_paths(container.path, layer_dir(container)).upper
         used, inodes = usage.upper_usage(upper)
