@@ -148,28 +148,17 @@ class Dispatcher:
         return await self.info_of(container, full=True)
 
     # -- jobs ----------------------------------------------------------------------------
-    async def _spawn(self, conn, req, run: bool = False) -> tuple[Container, Job, bytes | None]:
-        """Start the job. For a Run whose job ended at once, it is answered too: returns the
-        part of the response frame the client's socket did not take yet (see _run)."""
+    def _job_args(self, conn, req) -> tuple[Container, tuple]:
+        """The container and orchestrator.spawn's (or run's) arguments for a Spawn or Run."""
         container = self.container(conn, req)
         rlimits = {name: getattr(req.rlimits, name) for name in RLIMIT_FIELDS
                    if req.HasField("rlimits") and req.rlimits.HasField(name)}
-        args = (container, req.script, req.privileged, rlimits, req.discard_output,
-                _text(req.log_tag) if req.HasField("log_tag") else None)
-        unsent = None
-        if run:
-            lent = conn.lend_socket()
-            try:
-                job, unsent = await self.locked(container, self._run, lent, *args)
-            finally:
-                if lent is not None:
-                    lent.close()
-            self.server.schedule_flush(container)  # records the job if it runs on
-        else:
-            job = await self.locked(container, self.orch.spawn, *args)
+        return container, (container, req.script, req.privileged, rlimits, req.discard_output,
+                           _text(req.log_tag) if req.HasField("log_tag") else None)
+
+    def _started(self, container: Container, job: Job) -> None:
         self.server.track_job(container, job)
         self.server.prepare_next_job(container)
-        return container, job, unsent
 
     def _run(self, lent: LentSocket | None, container: Container, *args) -> tuple[Job, bytes | None]:
         """In the thread pool: orchestrator.run, and for a job that ended at once the answer,
@@ -183,7 +172,9 @@ class Dispatcher:
         return job, frame[lent.write_some(frame) if lent is not None else 0:]
 
     async def on_spawn(self, conn, req):
-        _, job, _ = await self._spawn(conn, req)
+        container, args = self._job_args(conn, req)
+        job = await self.locked(container, self.orch.spawn, *args)
+        self._started(container, job)
         return pb.SpawnResponse(job_id=job.id)
 
     async def _link(self, container: Container, job: Job, response_cls):
@@ -213,7 +204,17 @@ class Dispatcher:
         return await self._link(container, job, pb.LinkResponse)
 
     async def on_run(self, conn, req):
-        container, job, unsent = await self._spawn(conn, req, run=True)
+        """A job that ended at once was answered by _run already (but for what the socket did
+        not take yet, returned as bytes); a longer one is awaited as for a Link."""
+        container, args = self._job_args(conn, req)
+        lent = conn.lend_socket()
+        try:
+            job, unsent = await self.locked(container, self._run, lent, *args)
+        finally:
+            if lent is not None:
+                lent.close()
+        self.server.schedule_flush(container)  # records the job if it runs on
+        self._started(container, job)
         if unsent is None:
             return await self._link(container, job, pb.RunResponse)
         self.forget(container, job)

@@ -126,14 +126,7 @@ class WardenServer:
         return self._locks.setdefault(container.id, asyncio.Lock())
 
     def background(self, coro: Awaitable) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("background task failed: %s", task.exception())
+        _keep(self._tasks, coro, log.warning, "background task failed: %s")
 
     async def watch_events(self, container: Container) -> None:
         """Watch the container's event fds (OOM) on the loop: no polling, no helper process."""
@@ -256,14 +249,8 @@ class WardenServer:
         """Run the rest of the destroy in the thread pool once the client has its answer
         (this returns before the task's first step, so the response is written first);
         drain and close wait for it."""
-        cleanup = asyncio.ensure_future(self._finish_destroy(container))
-        self._cleanups.add(cleanup)
-        cleanup.add_done_callback(self._cleanup_done)
-
-    def _cleanup_done(self, cleanup: asyncio.Future) -> None:
-        self._cleanups.discard(cleanup)
-        if not cleanup.cancelled() and cleanup.exception() is not None:
-            log.error("finishing a destroy failed: %s", cleanup.exception())
+        _keep(self._cleanups, self._finish_destroy(container), log.error,
+              "finishing a destroy failed: %s")
 
     async def wait_cleanups(self) -> None:
         """Return once every destroy started so far has finished its cleanup."""
@@ -394,3 +381,16 @@ class WardenServer:
         for container in list(self.orchestrator.containers.values()):
             self._unwatch(container)
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _keep(group: set, coro: Awaitable, report: Callable[..., None], message: str) -> None:
+    """Run `coro` as a task kept in `group` until it is done; report its failure, if any."""
+    task = asyncio.ensure_future(coro)
+    group.add(task)
+
+    def done(finished: asyncio.Future) -> None:
+        group.discard(finished)
+        if not finished.cancelled() and finished.exception() is not None:
+            report(message, finished.exception())
+
+    task.add_done_callback(done)

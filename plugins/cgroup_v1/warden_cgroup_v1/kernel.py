@@ -18,12 +18,9 @@ def read_control(path: Path) -> str:
     else (a Python text file adds an fstat, an ioctl and two seeks; Info reads three)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
+        return pread_text(fd)
     finally:
         os.close(fd)
-    return b"".join(chunks).decode("ascii")
 
 
 def pread_text(fd: int) -> str:
