@@ -28,6 +28,8 @@ SUBSYSTEMS = ("rootfs", "network", "disk", "limits", "exec")
 class ServerSettings:
     unix_domain_path: str = "/tmp/warden.sock"
     unix_domain_permissions: int = 0o755
+    # Ours: the group that owns the socket (with 0660, who besides root may talk to the server).
+    unix_domain_group: str | None = None
     container_grace_time: int | None = 300
     container_rootfs_path: str = "build/rootfs"
     container_depot_path: str = "/var/lib/warden/containers"
@@ -44,6 +46,9 @@ class ServerSettings:
     # Threads that run hooks (kernel work in Python). Few: more only contend for the GIL and
     # delay the event loop (ping p99 during 250 creates: 12-13 ms with 32, 9.3-9.5 ms with 8).
     request_threads: int = 8
+    # Host path prefixes a create's bind_mounts may take their source from (after symlinks are
+    # resolved); any other source is refused. An empty list refuses every bind mount.
+    bind_mount_allowed_paths: tuple[str, ...] = ("/tmp", "/var/tmp")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,11 @@ class PortSettings:
 class UserSettings:
     pool_start_uid: int = 10000
     pool_size: int = 64
+    # Ours: each container gets its own user namespace, mapping its ids 0..namespace_size-1 to
+    # a host range of its own: namespace_start_uid + (its pool uid - pool_start_uid) * size.
+    namespaces: bool = True
+    namespace_start_uid: int = 1_000_000_000
+    namespace_size: int = 65536
 
 
 @dataclass(frozen=True)
@@ -271,8 +281,33 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("network.release_delay: must be >= 0")
     if settings.user.pool_size <= 0 or settings.user.pool_start_uid <= 0:
         raise ConfigError("user: pool_start_uid and pool_size must be > 0")
+    _validate_namespaces(settings.user)
+    for prefix in s.bind_mount_allowed_paths:
+        if not prefix.startswith("/"):
+            raise ConfigError(f"server.bind_mount_allowed_paths: {prefix!r} is not an absolute path")
     if settings.logging.level not in _LOG_LEVELS:
         raise ConfigError(f"logging.level: {settings.logging.level!r} is not one of {', '.join(_LOG_LEVELS)}")
     port = settings.health_check_server.port
     if port is not None and not 0 <= port <= 65535:
         raise ConfigError(f"health_check_server.port: {port} is outside 0..65535")
+
+
+# The largest id a user namespace can map: (uid_t)-1 is "no id".
+_MAX_HOST_ID = 2**32 - 2
+
+
+def _validate_namespaces(user: UserSettings) -> None:
+    if not user.namespaces:
+        return
+    if user.namespace_size < 1024:
+        raise ConfigError(f"user.namespace_size: {user.namespace_size} is below 1024")
+    if user.pool_start_uid + user.pool_size > user.namespace_size:
+        raise ConfigError(
+            f"user.pool_start_uid + pool_size ({user.pool_start_uid + user.pool_size}) must fit "
+            f"in user.namespace_size ({user.namespace_size}): vcap's uid is inside the container's range")
+    if user.namespace_start_uid <= 0:
+        raise ConfigError("user.namespace_start_uid: must be > 0 (host root is never mapped)")
+    end = user.namespace_start_uid + user.pool_size * user.namespace_size - 1
+    if end > _MAX_HOST_ID:
+        raise ConfigError(f"user.namespace_start_uid: the ranges of {user.pool_size} containers "
+                          f"end at {end}, past the largest uid {_MAX_HOST_ID}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import WardenError
+from .idmap import IdMap
 
 if TYPE_CHECKING:
     from .jobs import Job
@@ -61,6 +62,9 @@ class Container:
     path: Path
     network: ipaddress.IPv4Network | None = None
     uid: int | None = None
+    # The host range of the container's user namespace; None without one (namespaces off, or
+    # a container made before they existed). vcap is `uid` inside, root is 0 inside.
+    id_map: IdMap | None = None
     grace_time: float | None = None
     state: str = BORN
     events: list[str] = field(default_factory=list)
@@ -119,6 +123,7 @@ class Container:
                 "uid": self.uid, "ports": self.ports, "net_in": self.net_in_rules,
                 "net_out": self.net_out_rules, "limit_memory": self.memory_limit,
                 "limit_cpu": self.cpu_shares,
+                "id_map": self.id_map.to_list() if self.id_map else None,
             },
             "rootfs": self.rootfs_request, "bind_mounts": self.binds, "records": self.records,
             "destroying": self.destroying,
@@ -131,7 +136,8 @@ class Container:
         return cls(
             id=data["id"], handle=data["handle"], path=path,
             network=ipaddress.IPv4Network(f"{net}/30") if net else None,
-            uid=res.get("uid"), grace_time=data.get("grace_time"), state=data["state"],
+            uid=res.get("uid"), id_map=IdMap.from_list(res.get("id_map")),
+            grace_time=data.get("grace_time"), state=data["state"],
             events=list(data.get("events", [])), ports=list(res.get("ports", [])),
             records=dict(data.get("records", {})), rootfs_request=data.get("rootfs"),
             binds=list(data.get("bind_mounts", [])), net_in_rules=list(res.get("net_in", [])),

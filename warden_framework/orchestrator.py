@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from . import idmap
 from . import snapshot as snapshots
 from .config import Settings
 from .container import ACTIVE, BORN, DESTROYED, STOPPED, Container, IdGenerator, check_state
@@ -100,6 +101,7 @@ class Orchestrator:
         try:
             container.network = self.pools.network.acquire_network(network)
             container.uid = self.pools.uids.acquire_uid()
+            container.id_map = idmap.for_pool_uid(self.settings.user, container.uid)
             container.path.mkdir(parents=True)
             self.hooks.pre_create(container, request, self.settings)
             self._run_steps(container, steps)

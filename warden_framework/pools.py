@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Callable, Generic, Hashable, Iterable, TypeVar
 
+from . import idmap
 from .config import Settings
 from .errors import ConfigError, WardenError
 
@@ -106,9 +107,20 @@ class PortPool(Pool[int]):
 
 
 class UidPool(Pool[int]):
-    def __init__(self, start: int, size: int, check_passwd: bool = True) -> None:
-        if check_passwd and any(start <= p.pw_uid < start + size for p in pwd.getpwall()):
-            raise ConfigError("UID in user pool overlaps with user in /etc/passwd")
+    def __init__(self, start: int, size: int, check_passwd: bool = True,
+                 host_ranges: range | None = None) -> None:
+        if check_passwd:
+            users = pwd.getpwall()
+            # With user namespaces the pool uids are container-side only; the host ids are
+            # the namespace ranges, which must be nobody's on the host.
+            if host_ranges is not None:
+                taken = [p for p in users if p.pw_uid in host_ranges]
+                if taken:
+                    raise ConfigError(f"user.namespace_start_uid: the host range "
+                                      f"{host_ranges.start}..{host_ranges.stop - 1} holds "
+                                      f"user {taken[0].pw_name} ({taken[0].pw_uid}) of /etc/passwd")
+            elif any(start <= p.pw_uid < start + size for p in users):
+                raise ConfigError("UID in user pool overlaps with user in /etc/passwd")
         super().__init__(range(start, start + size))
 
     def acquire_uid(self) -> int:
@@ -132,4 +144,5 @@ class Pools:
         start = settings.port.pool_start_port or ephemeral_port_range_end() + 1
         size = settings.port.pool_size or (65001 - start)
         self.ports = PortPool(start, size)
-        self.uids = UidPool(settings.user.pool_start_uid, settings.user.pool_size, check_passwd)
+        self.uids = UidPool(settings.user.pool_start_uid, settings.user.pool_size, check_passwd,
+                            idmap.host_ranges(settings.user))

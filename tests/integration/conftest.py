@@ -42,7 +42,9 @@ def server_config(tmp_path: Path, **overrides) -> dict:
         "health_check_server": {"port": None},
         "network": {"pool_network": f"10.{subnet}.{secrets.randbelow(250)}.0/28", "release_delay": 0},
         "port": {"pool_start_port": 40000 + secrets.randbelow(20000), "pool_size": 1000},
-        "user": {"pool_start_uid": 700000 + secrets.randbelow(100000), "pool_size": 16},
+        # Host ranges of this run's own: 16 containers' worth at a random 2^20 boundary.
+        "user": {"pool_start_uid": 10000 + secrets.randbelow(50000), "pool_size": 16,
+                 "namespace_start_uid": (1000 + secrets.randbelow(3000)) * 16 * 65536},
         "quota": {"disk_quota_enabled": False},
         "drivers": {"rootfs": "overlayfs", "exec": "wshd", "limits": "cgroup_v1",
                     "network": None, "disk": None},

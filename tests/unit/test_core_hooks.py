@@ -60,7 +60,7 @@ class TagSnapshot:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return fake_settings(tmp_path, port={"pool_start_port": 31000},
-                         user={"pool_start_uid": 71000, "pool_size": 4},
+                         user={"pool_start_uid": 51000, "pool_size": 4},
                          network={"pool_network": "10.97.0.0/29"})
 
 
@@ -112,7 +112,7 @@ def test_hook_pre_create_runs_first_with_the_reserved_resources_and_the_request(
     [seen] = plugin.seen
     assert hooks_called(seen["id"])[:2] == ["pre_create", "setup_fs"]
     assert seen == {"id": seen["id"], "handle": "allowed", "network": "10.97.0.0/30",
-                    "uid": 71000, "request_handle": b"allowed", "exists": True,
+                    "uid": 51000, "request_handle": b"allowed", "exists": True,
                     "depot": str(settings.depot)}
 
 

@@ -21,7 +21,7 @@ def orch(tmp_path):
         "server": {"container_depot_path": str(tmp_path / "depot")},
         "drivers": {"disk": "fake"},
         "port": {"pool_start_port": 20000, "pool_size": 1000},
-        "user": {"pool_start_uid": 70000, "pool_size": 4},
+        "user": {"pool_start_uid": 50000, "pool_size": 4},
         "network": {"pool_network": "10.99.0.0/29", "release_delay": 0},
     })
     (tmp_path / "depot").mkdir()
@@ -39,7 +39,7 @@ def test_create_runs_steps_in_order(orch):
                                   "setup_net", "start_init"]
     assert c.state == "active" and c.handle == c.id and len(c.id) == 11
     assert orch.handles() == [c.handle]
-    assert str(c.network) == "10.99.0.0/30" and c.uid == 70000
+    assert str(c.network) == "10.99.0.0/30" and c.uid == 50000
 
 
 @pytest.mark.parametrize("failing", ["setup_disk", "setup_fs", "apply_limits", "setup_init",

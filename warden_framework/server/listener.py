@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import itertools
 import logging
 import os
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 from ..config import Settings
 from ..container import DESTROYED, Container
-from ..errors import WardenError
+from ..errors import ConfigError, WardenError
 from ..jobs import Job
 from ..orchestrator import Orchestrator
 from ..protocol import (FrameDecoder, FrameError, ProtocolError, decode_message, error_response,
@@ -30,6 +32,30 @@ OUTPUT_CHECK_INTERVAL = 0.1
 # How long a stale snapshot (a job ended or was forgotten) may wait for its write. Any write
 # in between (the next spawn's) settles it, so a busy container writes once per job.
 FLUSH_DELAY = 0.05
+
+
+def bind_socket(path: str, mode: int, group: str | None) -> socket.socket:
+    """The listening socket, owned by `group` with `mode` before it accepts anyone: bound
+    under a 0077 umask, so no connection can slip in while the mode is still the default."""
+    gid = -1
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"server.unix_domain_group: no group named {group!r}") from None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o077)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        os.chown(path, -1, gid)
+        os.chmod(path, mode)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Connection:
@@ -274,9 +300,10 @@ class WardenServer:
         path = self.settings.server.unix_domain_path
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self._server = await asyncio.start_unix_server(self._serve_connection, path=path,
+        sock = bind_socket(path, self.settings.server.unix_domain_permissions,
+                           self.settings.server.unix_domain_group)
+        self._server = await asyncio.start_unix_server(self._serve_connection, sock=sock,
                                                        limit=READ_SIZE)
-        os.chmod(path, self.settings.server.unix_domain_permissions)
         for container in recovered:
             await self.watch_events(container)
             for job in container.jobs.values():

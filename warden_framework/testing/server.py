@@ -21,7 +21,7 @@ def fake_settings(tmp_path, **overrides) -> Settings:
                    "container_depot_path": str(tmp_path / "depot"), "container_grace_time": None},
         "health_check_server": {"port": None},
         "port": {"pool_start_port": 30000, "pool_size": 1000},
-        "user": {"pool_start_uid": 70000, "pool_size": 8},
+        "user": {"pool_start_uid": 50000, "pool_size": 8},
         "network": {"pool_network": "10.98.0.0/27", "release_delay": 0},
     }
     for section, values in overrides.items():

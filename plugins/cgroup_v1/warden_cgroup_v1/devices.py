@@ -1,6 +1,7 @@
 """The devices controller: a container may use only a short whitelist of character devices.
 
-Whitelist after warden-facts §10.9, widened to rwm and to full (1:7) and console (5:1).
+Whitelist after warden-facts §10.9, widened to rwm and to full (1:7); without the host's
+console (5:1) and fuse (10:229), which wshd no longer puts in a container's /dev.
 """
 
 from pathlib import Path
@@ -20,10 +21,8 @@ ALLOWED_DEVICES = (
     "c 1:8 rwm",  # random
     "c 1:9 rwm",  # urandom
     "c 5:0 rwm",  # tty
-    "c 5:1 rwm",  # console
     "c 5:2 rwm",  # ptmx
     "c 136:* rwm",  # pts/*
-    "c 10:229 rwm",  # fuse
 )
 
 
