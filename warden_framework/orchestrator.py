@@ -17,6 +17,7 @@ from typing import Any
 
 from . import idmap
 from . import snapshot as snapshots
+from .binds import allowed_binds
 from .config import Settings
 from .container import ACTIVE, BORN, DESTROYED, STOPPED, Container, IdGenerator, check_state
 from .errors import WardenError
@@ -89,6 +90,7 @@ class Orchestrator:
     # -- create ---------------------------------------------------------------------------
     def create(self, handle: str | None, grace_time: float | None, network: str | None,
                rootfs: str | None, binds: list[dict], request: Any = None) -> Container:
+        binds = allowed_binds(binds, self.settings.server.bind_mount_allowed_paths)
         container_id = self.new_id()
         handle = handle or container_id
         with self._lock:
@@ -102,7 +104,7 @@ class Orchestrator:
             container.network = self.pools.network.acquire_network(network)
             container.uid = self.pools.uids.acquire_uid()
             container.id_map = idmap.for_pool_uid(self.settings.user, container.uid)
-            container.path.mkdir(parents=True)
+            container.path.mkdir(mode=0o700, parents=True)
             self.hooks.pre_create(container, request, self.settings)
             self._run_steps(container, steps)
             container.state = ACTIVE

@@ -39,7 +39,10 @@ def build_orchestrator(settings: Settings, overrides: dict[str, type[Driver]] | 
 async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Event | None = None,
                 ready: Callable[[WardenServer], None] | None = None) -> int:
     """Serve until SIGUSR2/SIGTERM/SIGINT (main thread) or until `stop` is set (tests)."""
-    settings.depot.mkdir(parents=True, exist_ok=True)
+    settings.depot.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Host users must reach nothing of a container (a set-id file its root made, its jobs'
+    # output): the depot is root's alone, whatever mode an older server left.
+    settings.depot.chmod(0o700)
     await asyncio.to_thread(orchestrator.hooks.setup_host, settings)
     recovered = await asyncio.to_thread(orchestrator.recover_all)
     log.info("recovered %d containers", len(recovered))

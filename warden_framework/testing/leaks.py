@@ -1,5 +1,5 @@
 """Lists the kernel objects a container server can leak, so a test can be failed for leaving
-any behind: overlay/aufs/btrfs mounts, cgroups, w-* links, named netns, legacy iptables
+any behind: overlay/aufs/btrfs and idmapped mounts, cgroups, w-* links, named netns, legacy iptables
 chains, loop devices and wshd processes."""
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ def mounts() -> set[str]:
     for line in lines:
         left, _, right = line.partition(" - ")
         fstype = right.split(" ", 1)[0]
-        if fstype in ("overlay", "aufs", "btrfs"):
-            found.add(f"{fstype} {left.split()[4]}")
+        fields = left.split()
+        # an idmapped layer is a bind of the lower rootfs, of its filesystem's type
+        if fstype in ("overlay", "aufs", "btrfs") or "idmapped" in fields[5].split(","):
+            found.add(f"{fstype} {fields[4]}")
     return found
 
 

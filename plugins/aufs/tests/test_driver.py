@@ -24,7 +24,8 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="ownership changes need
 @pytest.fixture
 def settings(lower: Path):
     return settings_from_dict({"server": {"container_rootfs_path": str(lower)},
-                               "drivers": {"rootfs": "aufs", "disk": None}})
+                               "drivers": {"rootfs": "aufs", "disk": None},
+                               "user": {"namespaces": False}})
 
 
 @pytest.fixture
@@ -60,6 +61,15 @@ def test_check_host_refuses_a_kernel_without_aufs_naming_it(settings, tmp_path: 
 def test_check_host_accepts_a_kernel_with_aufs(settings, tmp_path: Path) -> None:
     proc = filesystems(tmp_path, "nodev\tsysfs\nnodev\taufs\n\text4\n")
     assert AufsDriver.check_host(settings, proc_filesystems=proc) is None
+
+
+def test_check_host_refuses_user_namespaces_which_need_an_idmapped_branch(
+        lower: Path, tmp_path: Path) -> None:
+    proc = filesystems(tmp_path, "nodev\taufs\n")
+    settings = settings_from_dict({"server": {"container_rootfs_path": str(lower)}})
+    with pytest.raises(DriverUnavailable, match="^aufs: aufs cannot show the rootfs idmapped "
+                                                ".*set user.namespaces: false"):
+        AufsDriver.check_host(settings, proc_filesystems=proc)
 
 
 def test_check_host_refuses_a_missing_rootfs_path(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from warden_framework.errors import DriverUnavailable
 from warden_rootfs_common.layers import FsPaths
+from warden_rootfs_common.mounts import PROC_FILESYSTEMS
 from warden_rootfs_common.union import UnionRootfsDriver
 
 from . import branches, kernel, layers
@@ -32,6 +33,12 @@ class AufsDriver(UnionRootfsDriver):
             raise DriverUnavailable(f"cannot read {proc_filesystems}: {exc.strerror}") from None
         if not present:
             raise DriverUnavailable(NO_AUFS)
+
+    @classmethod
+    def check_host(cls, settings, proc_filesystems: Path = PROC_FILESYSTEMS) -> None:
+        super().check_host(settings, proc_filesystems)
+        if settings.user.namespaces:
+            raise DriverUnavailable(f"aufs: {layers.NO_IDMAP}")
 
     def fs_record(self, lower: Path, paths: FsPaths) -> dict:
         return {**super().fs_record(lower, paths), "upper": str(paths.upper)}

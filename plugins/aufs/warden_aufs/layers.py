@@ -37,9 +37,18 @@ def fs_paths(container_dir: Path, layer_dir: Path | None = None) -> FsPaths:
     return FsPaths(upper=upper, rootfs=rootfs, xino=Path(container_dir) / XINO)
 
 
-def create_layers(container_dir: Path, lower: Path | str,
-                  layer_dir: Path | None = None) -> FsPaths:
-    """Make upper/rootfs and mount the aufs union on rootfs (see shared.create_layers)."""
+NO_IDMAP = ("aufs cannot show the rootfs idmapped to a user namespace "
+            "(set user.namespaces: false, or use rootfs: overlayfs)")
+
+
+def create_layers(container_dir: Path, lower: Path | str, layer_dir: Path | None = None,
+                  id_map: object | None = None) -> FsPaths:
+    """Make upper/rootfs and mount the aufs union on rootfs (see shared.create_layers).
+
+    aufs cannot take an idmapped branch, so a container with a user namespace is refused
+    here as well as at start-up (AufsDriver.check_host)."""
+    if id_map is not None:
+        raise ValueError(NO_IDMAP)
     return shared.create_layers(fs_paths(container_dir, layer_dir), lower, _mount, kernel,
                                 branches.FSTYPE)
 

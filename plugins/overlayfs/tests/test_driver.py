@@ -11,6 +11,7 @@ import pytest
 from warden_framework.config import settings_from_dict
 from warden_framework.container import Container
 from warden_framework.errors import DriverError, WardenError
+from warden_framework.idmap import IdMap
 from warden_overlayfs import kernel
 from warden_rootfs_common import layers as shared_layers
 from warden_overlayfs.driver import OverlayfsDriver
@@ -123,9 +124,59 @@ def test_setup_fs_puts_upper_and_work_in_the_disk_drivers_volume(
     try:
         assert record == {"lower": str(lower)}
         assert sorted(os.listdir(volume)) == ["upper", "work"]
-        assert os.listdir(container.path) == ["rootfs"]
+        assert sorted(os.listdir(container.path)) == ["lower", "rootfs"]
         assert (volume / "upper" / "etc" / "hostname").read_text() == "0123456789b\n"
     finally:
         driver.teardown_fs(container=container, record=record)
     assert os.listdir(volume) == [] and os.listdir(container.path) == []
     assert not kernel.mounts_under(container.path)
+
+
+@pytest.mark.integration
+@root_only
+def test_setup_fs_with_a_user_namespace_shows_the_rootfs_owned_by_the_containers_range(
+        driver, settings, container: Container, lower: Path) -> None:
+    """Host root's files appear as the range's root, vcap's home as the range's vcap, and a
+    host-side look at the union never shows a host id outside the range."""
+    container.id_map = IdMap(3_900_000_000, 65536)
+    base = container.id_map.host_base
+    record = driver.setup_fs(container=container, settings=settings)
+    try:
+        root = container.rootfs_dir
+        assert lower.stat().st_uid == 0
+        for path in (root, root / "etc", root / "etc" / "hosts", root / "etc" / "passwd"):
+            assert (path.stat().st_uid, path.stat().st_gid) == (base, base), path
+        home = root / "home" / "vcap"
+        assert (home.stat().st_uid, home.stat().st_gid) == (base + 10008, base + 10008)
+        assert "vcap:x:10008:10008:" in (root / "etc" / "passwd").read_text()
+        # the lower layer itself is read-only and nosuid, nodev for everyone
+        with pytest.raises(OSError) as info:
+            (container.path / "lower" / "new").write_text("x")
+        assert info.value.errno == errno.EROFS
+        options = {line.split()[4]: line.split()[5] for line in open("/proc/self/mountinfo")}
+        assert {"nosuid", "nodev"} <= set(options[str(root)].split(","))
+        assert "idmapped" in options[str(container.path / "lower")].split(",")
+    finally:
+        driver.teardown_fs(container=container, record=record)
+    assert not kernel.mounts_under(container.path) and os.listdir(container.path) == []
+
+
+@pytest.mark.integration
+@root_only
+def test_copy_in_of_a_user_namespaced_container_writes_as_its_vcap(
+        driver, settings, container: Container, lower: Path, tmp_path: Path) -> None:
+    container.id_map = IdMap(3_900_000_000, 65536)
+    vcap = container.id_map.to_host(10008)
+    src = tmp_path / "payload"
+    src.write_text("data")
+    os.chmod(src, 0o4755)
+    record = driver.setup_fs(container=container, settings=settings)
+    try:
+        driver.copy_in(container=container, src_path=str(src), dst_path="/home/vcap/p")
+        got = container.rootfs_dir / "home" / "vcap" / "p"
+        assert (got.stat().st_uid, oct(got.stat().st_mode & 0o7777)) == (vcap, "0o755")
+        with pytest.raises(WardenError, match="^copy_in: /etc/p: Permission denied$"):
+            driver.copy_in(container=container, src_path=str(src), dst_path="/etc/p")
+        assert not (container.rootfs_dir / "etc" / "p").exists()
+    finally:
+        driver.teardown_fs(container=container, record=record)

@@ -13,10 +13,14 @@ import errno
 import os
 from pathlib import Path
 
+from warden_rootfs_common.idmapped import mount_idmapped
 from warden_rootfs_common.mounts import MountError, is_mounted, libc, mounts_under, unmount
 
-__all__ = ["MountError", "is_mounted", "mount_overlay", "mounts_under", "unmount"]
+__all__ = ["MountError", "is_mounted", "mount_idmapped", "mount_overlay", "mounts_under",
+           "unmount"]
 
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
 # Characters overlayfs treats as separators in mount(2) option data.
 _OPTION_SPECIALS = frozenset(",:\\")
 
@@ -30,14 +34,15 @@ def _option_path(path: Path, target: Path) -> bytes:
 
 
 def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
-    """Mount an overlay of `lower` (read-only) and `upper` (writable) on `target`.
+    """Mount an overlay of `lower` (read-only) and `upper` (writable) on `target`, nosuid and
+    nodev: a set-uid file or a device node that container root made is inert on the host.
 
     All four paths must be absolute, existing directories; `work` must be empty and on the
     same filesystem as `upper`.
     """
     data = b"lowerdir=%s,upperdir=%s,workdir=%s" % (
         _option_path(lower, target), _option_path(upper, target), _option_path(work, target))
-    if libc().mount(b"overlay", os.fsencode(target), b"overlay", 0, data) != 0:
+    if libc().mount(b"overlay", os.fsencode(target), b"overlay", MS_NOSUID | MS_NODEV, data) != 0:
         err = ctypes.get_errno()
         hint = "modprobe overlay" if err == errno.ENODEV else ""
         raise MountError(err, "mount overlay on", target, hint)

@@ -21,6 +21,7 @@ def root(tmp_path: Path) -> Path:
     for d in ("tmp", "home/vcap", "etc"):
         (r / d).mkdir(parents=True)
     os.chmod(r / "tmp", 0o1777)
+    os.chown(r / "home" / "vcap", UID, UID)
     return r
 
 
@@ -71,11 +72,39 @@ def test_copy_in_file_to_new_name_existing_dir_and_slash(root: Path,
                                                         sentinel_root: Path) -> None:
     src = str(sentinel_root / "sentinel")
     copy_in(root, src, "/tmp/renamed", UID, UID)
-    copy_in(root, src, "/etc", UID, UID)
+    copy_in(root, src, "/home/vcap", UID, UID)
     copy_in(root, src, "/tmp/made/", UID, UID)
     assert (root / "tmp" / "renamed").read_text() == "testing123"
-    assert (root / "etc" / "sentinel").read_text() == "testing123"
+    assert (root / "home" / "vcap" / "sentinel").read_text() == "testing123"
     assert (root / "tmp" / "made" / "sentinel").read_text() == "testing123"
+
+
+def test_copy_in_writes_as_vcap_so_system_directories_refuse_it(
+        root: Path, sentinel_root: Path) -> None:
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    with pytest.raises(CopyError, match="^copy_in: /etc/sentinel: Permission denied$"):
+        copy_in(root, str(sentinel_root / "sentinel"), "/etc", UID, UID)
+    with pytest.raises(CopyError, match="^copy_in: /etc/passwd: Permission denied$"):
+        copy_in(root, str(sentinel_root / "sentinel"), "/etc/passwd", UID, UID)
+    assert sorted(os.listdir(root / "etc")) == ["passwd"]
+    assert (root / "etc" / "passwd").read_text().startswith("root:")
+
+
+def test_copy_in_drops_set_id_bits(root: Path, tmp_path: Path) -> None:
+    src = tmp_path / "suid"
+    src.write_text("#!/bin/sh\n")
+    os.chmod(src, 0o6755)
+    copy_in(root, str(src), "/tmp/suid", UID, UID)
+    got = root / "tmp" / "suid"
+    assert stat.S_IMODE(got.stat().st_mode) == 0o755 and owner(got) == (UID, UID)
+
+
+def test_copy_in_reads_a_source_only_root_may_read(root: Path, tmp_path: Path) -> None:
+    src = tmp_path / "secret"
+    src.write_text("for the container")
+    os.chmod(src, 0o600)
+    copy_in(root, str(src), "/tmp/secret", UID, UID)
+    assert (root / "tmp" / "secret").read_text() == "for the container"
 
 
 def test_copy_in_overwrites_a_file_and_relative_paths_are_under_home(
@@ -106,6 +135,7 @@ def test_copy_in_through_container_symlink_stays_in_the_container(
         copy_in(root, f"{sentinel_root}/", "/tmp/escape", UID, UID)
     inside = root / str(victim).lstrip("/")
     inside.mkdir(parents=True)
+    os.chown(inside, UID, UID)
     copy_in(root, f"{sentinel_root}/", "/tmp/escape", UID, UID)
     copy_in(root, str(sentinel_root), "/tmp/dotdot/", UID, UID)
     assert list(victim.iterdir()) == []
@@ -116,6 +146,7 @@ def test_copy_in_through_container_symlink_stays_in_the_container(
 def test_copy_in_refuses_to_replace_a_non_empty_directory(root: Path,
                                                           sentinel_root: Path) -> None:
     (root / "tmp" / "sentinel" / "inner").mkdir(parents=True)
+    os.chown(root / "tmp" / "sentinel", UID, UID)
     with pytest.raises(CopyError, match="^copy_in: /tmp/sentinel: Directory not empty$"):
         copy_in(root, str(sentinel_root / "sentinel"), "/tmp", UID, UID)
     (root / "tmp" / "sentinel" / "inner").rmdir()

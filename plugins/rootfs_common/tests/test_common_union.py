@@ -34,7 +34,8 @@ class StandInLayers:
         upper, rootfs = shared_layers.layer_paths(container_dir, layer_dir)
         return shared_layers.FsPaths(upper=upper, rootfs=rootfs)
 
-    def create_layers(self, container_dir: Path, lower, layer_dir: Path | None = None):
+    def create_layers(self, container_dir: Path, lower, layer_dir: Path | None = None,
+                      id_map=None):
         self.calls.append(("create", lower, layer_dir))
         self._maybe_fail()
         paths = self.fs_paths(container_dir, layer_dir)

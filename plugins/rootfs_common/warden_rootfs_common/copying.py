@@ -27,12 +27,13 @@ import os
 import pwd
 import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from warden_rootfs_common import inroot
 from warden_rootfs_common.etcfiles import HOME
+from warden_rootfs_common.mounts import libc
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,36 @@ class _Side:
 
 @dataclass(frozen=True)
 class _Policy:
-    """What the receiving end does with new entries."""
+    """What the receiving end does with new entries, and as whom it writes: copy_in writes
+    with vcap's file system ids (`writer`), so the kernel refuses what vcap may not do."""
 
     op: str
     owner: tuple[int, int]
     mode_mask: int
+    writer: tuple[int, int] | None = None
+
+    def writing(self) -> AbstractContextManager[None]:
+        return fs_ids(*self.writer) if self.writer else nullcontext()
+
+
+@contextmanager
+def fs_ids(uid: int, gid: int) -> Iterator[None]:
+    """Run the block with this thread's file system uid and gid set to uid, gid.
+
+    Linux keeps them per thread (glibc's setfsuid does not touch other threads), and a
+    non-zero fsuid drops the file capabilities (DAC override, chown, fowner) of the thread,
+    which come back when it is 0 again.
+    """
+    lib = libc()
+    lib.setfsgid(gid)
+    lib.setfsuid(uid)
+    try:
+        if lib.setfsuid(uid) != uid or lib.setfsgid(gid) != gid:
+            raise CopyError(f"cannot take file system ids {uid}:{gid}")
+        yield
+    finally:
+        lib.setfsuid(0)
+        lib.setfsgid(0)
 
 
 @contextmanager
@@ -86,8 +112,10 @@ def _naming(op: str, path: str) -> Iterator[None]:
 
 
 def copy_in(rootfs_mount: Path, src_host: str, dst_container: str, uid: int, gid: int) -> None:
-    """Copy host `src_host` to `dst_container` inside the root; new files owned uid:gid."""
-    policy = _Policy("copy_in", (uid, gid), 0o7777)
+    """Copy host `src_host` to `dst_container` inside the root as uid:gid (vcap's host ids),
+    which own the new files; set-uid and set-gid bits are dropped, as copy_out does. The
+    source is read as root, as Warden's host-side rsync did."""
+    policy = _Policy("copy_in", (uid, gid), 0o1777, writer=(uid, gid))
     with _opened_root(policy.op, rootfs_mount) as root:
         _transfer(_Side(None), src_host, _Side(root), _container_path(dst_container), policy)
 
@@ -167,13 +195,15 @@ def _transfer(src: _Side, src_path: str, dst: _Side, dst_path: str, policy: _Pol
             st = inroot.lstat_at(src_parent, name)
             if st is None:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
-        if stat.S_ISDIR(st.st_mode) or dst_path.endswith("/") or _is_dir(dst, dst_path, op):
+        with policy.writing():
+            into_dir = dst_path.endswith("/") or _is_dir(dst, dst_path, op)
+        if stat.S_ISDIR(st.st_mode) or into_dir:
             with _dst_dir(dst, dst_path, policy, None) as dst_dir:
                 _copy_entry(src_parent, name, src_path, dst_dir, name,
                             _join(dst_path, name), policy)
             return
         dst_parent_path, dst_name = inroot.split(dst_path)
-        with _naming(op, dst_path):
+        with _naming(op, dst_path), policy.writing():
             dst_parent = dst.open_dir(dst_parent_path)
         with _closing(dst_parent):
             _copy_entry(src_parent, name, src_path, dst_parent, dst_name, dst_path, policy)
@@ -202,7 +232,7 @@ def _dst_dir(side: _Side, path: str, policy: _Policy,
              mode_from: os.stat_result | None) -> Iterator[int]:
     """The destination directory, made (last component only, like rsync) if missing."""
     mode = stat.S_IMODE(mode_from.st_mode) & policy.mode_mask if mode_from else 0o755
-    with _naming(policy.op, path):
+    with _naming(policy.op, path), policy.writing():
         fd = side.open_or_make_dir(path, mode, policy.owner)
     with _closing(fd):
         yield fd
@@ -236,7 +266,7 @@ def _copy_entry(src_dir: int, src_name: str, src_path: str, dst_dir: int, dst_na
     elif stat.S_ISLNK(st.st_mode):
         with _naming(policy.op, src_path):
             target = os.readlink(src_name, dir_fd=src_dir)
-        with _naming(policy.op, dst_path):
+        with _naming(policy.op, dst_path), policy.writing():
             _place(dst_dir, dst_name, lambda tmp: _make_symlink(target, dst_dir, tmp, policy))
     else:
         log.info("%s: skipping non-regular file %s", policy.op, src_path)
@@ -247,13 +277,13 @@ def _copy_dir(src_dir: int, src_name: str, src_path: str, dst_dir: int, dst_name
     with _naming(policy.op, src_path):
         sub_src = inroot.open_subdir(src_dir, src_name)
     with _closing(sub_src):
-        with _naming(policy.op, dst_path):
+        with _naming(policy.op, dst_path), policy.writing():
             _clear_non_dir(dst_dir, dst_name)
             sub_dst, created = inroot.make_dir(dst_dir, dst_name, 0o700, policy.owner)
         with _closing(sub_dst):
             _copy_children(sub_src, src_path, sub_dst, dst_path, policy)
             if created:  # mode last, so a read-only source dir could still be filled
-                with _naming(policy.op, dst_path):
+                with _naming(policy.op, dst_path), policy.writing():
                     os.fchmod(sub_dst, stat.S_IMODE(os.fstat(sub_src).st_mode) & policy.mode_mask)
 
 
@@ -274,7 +304,7 @@ def _copy_file(src_dir: int, src_name: str, src_path: str, dst_dir: int, dst_nam
             log.info("%s: skipping non-regular file %s", policy.op, src_path)
             return
         mode = stat.S_IMODE(st.st_mode) & policy.mode_mask
-        with _naming(policy.op, dst_path):
+        with _naming(policy.op, dst_path), policy.writing():
             _place(dst_dir, dst_name,
                    lambda tmp: _write_file(src_fd, st.st_size, dst_dir, tmp, mode, policy))
 

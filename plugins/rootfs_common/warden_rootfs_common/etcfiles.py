@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from warden_framework.idmap import IdMap
 from warden_rootfs_common import inroot
 
 USER = "vcap"
@@ -115,8 +116,10 @@ def with_shadow(shadow: str) -> str:
 
 def write_network_files(root: Path, container_id: str, container_ip: str, host_ip: str,
                         dns_servers: Sequence[str] = (),
-                        host_resolv_conf: Path = HOST_RESOLV_CONF) -> None:
-    """Write /etc/hostname, /etc/hosts and /etc/resolv.conf inside `root`."""
+                        host_resolv_conf: Path = HOST_RESOLV_CONF,
+                        id_map: IdMap | None = None) -> None:
+    """Write /etc/hostname, /etc/hosts and /etc/resolv.conf inside `root`, owned by the
+    container's root (`id_map` says which host id that is)."""
     try:
         host_resolv = host_resolv_conf.read_text(encoding="utf-8", errors="surrogateescape")
     except FileNotFoundError:
@@ -126,24 +129,28 @@ def write_network_files(root: Path, container_id: str, container_ip: str, host_i
         "hosts": hosts_text(container_id, container_ip),
         "resolv.conf": resolv_conf_text(dns_servers, host_resolv, host_ip),
     }
-    with inroot.opened_root(root) as root_fd, _etc_dir(root_fd) as etc:
+    root_owner = _host_ids(id_map, 0, 0)
+    with inroot.opened_root(root) as root_fd, _etc_dir(root_fd, root_owner) as etc:
         for name, text in files.items():
-            inroot.replace_file(etc, name, text.encode(), mode=0o644, owner=(0, 0))
+            inroot.replace_file(etc, name, text.encode(), mode=0o644, owner=root_owner)
 
 
-def add_container_user(root: Path, uid: int, gid: int | None = None) -> ContainerUser:
+def add_container_user(root: Path, uid: int, gid: int | None = None,
+                       id_map: IdMap | None = None) -> ContainerUser:
     """Give `root` the user and group vcap at uid/gid (gid defaults to uid) and its home.
 
     A vcap already in the rootfs keeps its entry but is renumbered, and every file in the
-    tree owned by its old uid or gid is re-owned (through the union: copied up).
+    tree owned by its old uid or gid is re-owned (through the union: copied up). uid and gid
+    are the container's; files get the host ids `id_map` gives them.
     """
     gid = uid if gid is None else gid
     with inroot.opened_root(root) as root_fd:
-        old_uid, old_gid = _update_tables(root_fd, uid, gid)
+        old_uid, old_gid = _update_tables(root_fd, uid, gid, _host_ids(id_map, 0, 0))
         reowned = 0
         if old_uid is not None or old_gid is not None:
-            reowned = _reown(root_fd, old_uid, old_gid, uid, gid)
-        _make_home(root_fd, uid, gid)
+            reowned = _reown(root_fd, _host_or_none(id_map, old_uid),
+                             _host_or_none(id_map, old_gid), *_host_ids(id_map, uid, gid))
+        _make_home(root_fd, _host_ids(id_map, uid, gid), _host_ids(id_map, 0, 0))
     renumbered = None
     if old_uid is not None or old_gid is not None:
         renumbered = (uid if old_uid is None else old_uid, gid if old_gid is None else old_gid)
@@ -152,24 +159,35 @@ def add_container_user(root: Path, uid: int, gid: int | None = None) -> Containe
 
 def write_etc_files(root: Path, container_id: str, container_ip: str, host_ip: str, uid: int,
                     dns_servers: Sequence[str] = (),
-                    host_resolv_conf: Path = HOST_RESOLV_CONF) -> ContainerUser:
+                    host_resolv_conf: Path = HOST_RESOLV_CONF,
+                    id_map: IdMap | None = None) -> ContainerUser:
     """All of a container's /etc set-up: write_network_files then add_container_user."""
     write_network_files(root, container_id, container_ip, host_ip, dns_servers,
-                        host_resolv_conf)
-    return add_container_user(root, uid)
+                        host_resolv_conf, id_map)
+    return add_container_user(root, uid, id_map=id_map)
 
 
-def _etc_dir(root_fd: int) -> AbstractContextManager[int]:
-    return inroot.dir_in_root(root_fd, "/etc", 0o755, (0, 0))
+def _host_ids(id_map: IdMap | None, uid: int, gid: int) -> tuple[int, int]:
+    """The host ids of container ids uid, gid (the same without a user namespace)."""
+    return (id_map.to_host(uid), id_map.to_host(gid)) if id_map else (uid, gid)
 
 
-def _update_tables(root_fd: int, uid: int, gid: int) -> tuple[int | None, int | None]:
+def _host_or_none(id_map: IdMap | None, inside: int | None) -> int | None:
+    return inside if inside is None or id_map is None else id_map.to_host(inside)
+
+
+def _etc_dir(root_fd: int, root_owner: tuple[int, int] = (0, 0)) -> AbstractContextManager[int]:
+    return inroot.dir_in_root(root_fd, "/etc", 0o755, root_owner)
+
+
+def _update_tables(root_fd: int, uid: int, gid: int,
+                   root_owner: tuple[int, int]) -> tuple[int | None, int | None]:
     passwd = inroot.read_text(root_fd, "/etc/passwd") or ""
     group = inroot.read_text(root_fd, "/etc/group") or ""
     shadow = inroot.read_text(root_fd, "/etc/shadow")
     new_passwd, old_uid = with_user(passwd, uid, gid)
     new_group, old_gid = with_group(group, gid)
-    with _etc_dir(root_fd) as etc:
+    with _etc_dir(root_fd, root_owner) as etc:
         inroot.replace_file(etc, "passwd", new_passwd.encode(errors="surrogateescape"))
         inroot.replace_file(etc, "group", new_group.encode(errors="surrogateescape"))
         if shadow is not None:
@@ -217,9 +235,11 @@ def _chown_keeping_mode(dir_fd: int, name: str, st: os.stat_result, uid: int, gi
             os.close(fd)
 
 
-def _make_home(root_fd: int, uid: int, gid: int) -> None:
+def _make_home(root_fd: int, owner: tuple[int, int], root_owner: tuple[int, int]) -> None:
+    """vcap's home, owned by `owner` (host ids), in a parent owned by root (`root_owner`)."""
+    uid, gid = owner
     parent, _ = inroot.split(HOME)
-    with inroot.dir_in_root(root_fd, parent, 0o755, (0, 0)):
+    with inroot.dir_in_root(root_fd, parent, 0o755, root_owner):
         home, created = inroot.open_or_make_dir(root_fd, HOME, 0o755, (uid, gid))
     try:
         os.fchown(home, uid, gid)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from warden_framework.idmap import IdMap
 from warden_rootfs_common.mounts import MountError
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,11 @@ def check_rootfs(path: Path | str) -> Path:
 
 
 def create_layers(paths: P, lower: Path | str, mount: Callable[[Path, P], None],
-                  kernel: MountSeam, fstype: str) -> P:
+                  kernel: MountSeam, fstype: str, id_map: IdMap | None = None) -> P:
     """Make the dirs of `paths` and `mount(lower_dir, paths)` the union on paths.rootfs.
 
-    A new upper dir takes the lower root's mode and owner, since the union's "/" shows the
-    upper's. Existing dirs are reused, so this also remounts a container whose mount is gone
+    A new upper dir takes the lower root's mode and owner (shifted into `id_map`'s range for
+    a container with a user namespace), since the union's "/" shows the upper's. Existing dirs are reused, so this also remounts a container whose mount is gone
     (after a reboot). On failure the dirs made here are removed; reused ones stay. A rootfs
     already mounted is refused as `mount <fstype> on <rootfs>: Device or resource busy`.
     """
@@ -89,7 +90,7 @@ def create_layers(paths: P, lower: Path | str, mount: Callable[[Path, P], None],
         raise MountError(errno.EBUSY, f"mount {fstype} on", paths.rootfs)
     made: list[Path] = []
     try:
-        _make_dirs(paths, lower_dir, made)
+        _make_dirs(paths, lower_dir, made, id_map)
         mount(lower_dir, paths)
     except BaseException:
         _undo_create(made, fstype)
@@ -97,7 +98,7 @@ def create_layers(paths: P, lower: Path | str, mount: Callable[[Path, P], None],
     return paths
 
 
-def _make_dirs(paths: FsPaths, lower: Path, made: list[Path]) -> None:
+def _make_dirs(paths: FsPaths, lower: Path, made: list[Path], id_map: IdMap | None) -> None:
     st = lower.stat()
     for path, mode in paths.to_make():
         if path.is_dir():
@@ -105,7 +106,10 @@ def _make_dirs(paths: FsPaths, lower: Path, made: list[Path]) -> None:
         path.mkdir(mode=mode, parents=True)
         made.append(path)
         if path == paths.upper:
-            os.chown(path, st.st_uid, st.st_gid)
+            if id_map is None:
+                os.chown(path, st.st_uid, st.st_gid)
+            else:
+                os.chown(path, id_map.to_host(st.st_uid), id_map.to_host(st.st_gid))
             os.chmod(path, st.st_mode & 0o7777)
 
 

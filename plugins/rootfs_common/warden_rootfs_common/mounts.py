@@ -48,12 +48,14 @@ class _OpenHow(ctypes.Structure):
 
 @functools.cache
 def libc() -> ctypes.CDLL:
-    """The process's libc with errno kept and mount, umount2 and syscall typed."""
+    """The process's libc with errno kept and mount, umount2, syscall, setfs[ug]id typed."""
     lib = ctypes.CDLL(None, use_errno=True)
     lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                           ctypes.c_ulong, ctypes.c_char_p]
     lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
     lib.syscall.restype = ctypes.c_long
+    for fn in (lib.setfsuid, lib.setfsgid):  # uid_t: host ids of user namespaces pass 2**31
+        fn.argtypes, fn.restype = [ctypes.c_uint32], ctypes.c_uint32
     return lib
 
 

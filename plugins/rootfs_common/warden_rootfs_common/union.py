@@ -20,7 +20,8 @@ from typing import ClassVar, Protocol
 from warden_framework import hookimpl
 from warden_framework.drivers import RootfsDriver
 from warden_framework.errors import DriverError, DriverUnavailable, WardenError
-from warden_rootfs_common import copying, etcfiles, usage
+from warden_framework.idmap import IdMap
+from warden_rootfs_common import copying, etcfiles, idmapped, usage
 from warden_rootfs_common.layers import FsPaths, MountSeam, RootfsNotFound, check_rootfs
 from warden_rootfs_common.mounts import PROC_FILESYSTEMS, MountError
 
@@ -31,7 +32,7 @@ class UnionLayers(Protocol):
     def fs_paths(self, container_dir: Path, layer_dir: Path | None = None) -> FsPaths: ...
 
     def create_layers(self, container_dir: Path, lower: Path | str,
-                      layer_dir: Path | None = None) -> FsPaths: ...
+                      layer_dir: Path | None = None, id_map: IdMap | None = None) -> FsPaths: ...
 
     def remove_layers(self, container_dir: Path, layer_dir: Path | None = None) -> None: ...
 
@@ -51,6 +52,14 @@ class UnionRootfsDriver(RootfsDriver):
         if not os.path.isdir(rootfs):
             raise DriverUnavailable(f"container_rootfs_path does not exist {rootfs} "
                                     f"(scripts/bootstrap.sh builds the default one)")
+        if settings.user.namespaces:
+            try:
+                idmapped.check_support(Path(rootfs))
+            except OSError as exc:
+                raise DriverUnavailable(
+                    f"{cls.name}: user namespaces need an idmapped mount of the rootfs, and the "
+                    f"kernel refuses one: {exc} (Linux 5.19+ and a filesystem with idmapped "
+                    f"mounts; or set user.namespaces: false)") from None
 
     @classmethod
     @abc.abstractmethod
@@ -66,11 +75,13 @@ class UnionRootfsDriver(RootfsDriver):
         lower = _lower_dir(container.rootfs_request or settings.server.container_rootfs_path)
         _check_bind_sources(container.binds)
         with self._driver_errors(f"making the layers in {container.path}"):
-            paths = self.layers.create_layers(container.path, lower, layer_dir(container))
+            paths = self.layers.create_layers(container.path, lower, layer_dir(container),
+                                              container.id_map)
         with self._driver_errors(f"writing /etc files in {paths.rootfs}"):
             etcfiles.write_etc_files(paths.rootfs, container.id, container.container_ip,
                                      container.host_ip, container.uid,
-                                     dns_servers=settings.network.dns_servers)
+                                     dns_servers=settings.network.dns_servers,
+                                     id_map=container.id_map)
         return self.fs_record(lower, paths)
 
     @hookimpl
@@ -81,7 +92,8 @@ class UnionRootfsDriver(RootfsDriver):
     @hookimpl
     def copy_in(self, container, src_path, dst_path):
         try:
-            copying.copy_in(container.rootfs_dir, src_path, dst_path, container.uid, container.uid)
+            vcap = _host_id(container, container.uid)
+            copying.copy_in(container.rootfs_dir, src_path, dst_path, vcap, vcap)
         except copying.CopyError as exc:
             raise WardenError(str(exc)) from None
 
@@ -112,7 +124,8 @@ class UnionRootfsDriver(RootfsDriver):
         lower = Path((container.records["rootfs"] or {}).get("lower")
                      or settings.server.container_rootfs_path)
         with self._driver_errors(f"remounting the layers in {container.path}"):
-            self.layers.create_layers(container.path, lower, layer_dir(container))
+            self.layers.create_layers(container.path, lower, layer_dir(container),
+                                      container.id_map)
 
     @contextmanager
     def _driver_errors(self, action: str) -> Iterator[None]:
@@ -125,6 +138,11 @@ class UnionRootfsDriver(RootfsDriver):
             raise DriverError(f"{self.name}: {exc}") from exc
         except OSError as exc:
             raise DriverError(f"{self.name}: {action}: {exc.strerror or exc}") from exc
+
+
+def _host_id(container, inside: int) -> int:
+    """The host id of container id `inside` (the same without a user namespace)."""
+    return container.id_map.to_host(inside) if container.id_map else inside
 
 
 def layer_dir(container) -> Path | None:
