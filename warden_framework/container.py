@@ -106,6 +106,10 @@ class Container:
     def container_ip(self) -> str | None:
         return str(self.network.network_address + 2) if self.network else None
 
+    def host_id(self, inside: int) -> int:
+        """The host uid/gid of container id `inside` (the same without a user namespace)."""
+        return self.id_map.to_host(inside) if self.id_map else inside
+
     def add_event(self, event: str) -> None:
         if event not in self.events:
             self.events.append(event)

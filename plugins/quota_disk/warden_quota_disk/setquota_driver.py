@@ -33,7 +33,7 @@ class SetquotaDriver(DiskDriver):
     def _target(self, container) -> tuple[str, int]:
         """(mount point, uid) from the step record, or derived when there is none."""
         record = container.records.get("disk") or {}
-        uid = record.get("uid", container.uid)
+        uid = record.get("uid", _vcap(container))
         if uid is None:
             raise WardenError(f"container {container.id} has no uid")
         return record.get("mount_point") or self._mount_point(), uid
@@ -49,16 +49,17 @@ class SetquotaDriver(DiskDriver):
         if not self.enabled:
             return {}
         mount_point = self._mount_point()
+        uid = _vcap(container)
         try:
-            userquota.set_limits(mount_point, container.uid, UNLIMITED)
+            userquota.set_limits(mount_point, uid, UNLIMITED)
         except WardenError as exc:
             raise DriverError(str(exc)) from None
-        return {"mount_point": mount_point, "uid": container.uid}
+        return {"mount_point": mount_point, "uid": uid}
 
     @hookimpl
     def teardown_disk(self, container, record):
         record = record or {}
-        uid = record.get("uid", container.uid)
+        uid = record.get("uid", _vcap(container))
         if not self.enabled or uid is None:
             return
         try:
@@ -79,3 +80,8 @@ class SetquotaDriver(DiskDriver):
             return None
         mount_point, uid = self._target(container)
         return {"disk_stat": userquota.read_usage(mount_point, uid)}
+
+
+def _vcap(container) -> int | None:
+    """The host uid the quota counts: vcap's, in the container's user namespace range."""
+    return None if container.uid is None else container.host_id(container.uid)

@@ -92,7 +92,7 @@ class UnionRootfsDriver(RootfsDriver):
     @hookimpl
     def copy_in(self, container, src_path, dst_path):
         try:
-            vcap = _host_id(container, container.uid)
+            vcap = container.host_id(container.uid)
             copying.copy_in(container.rootfs_dir, src_path, dst_path, vcap, vcap)
         except copying.CopyError as exc:
             raise WardenError(str(exc)) from None
@@ -138,11 +138,6 @@ class UnionRootfsDriver(RootfsDriver):
             raise DriverError(f"{self.name}: {exc}") from exc
         except OSError as exc:
             raise DriverError(f"{self.name}: {action}: {exc.strerror or exc}") from exc
-
-
-def _host_id(container, inside: int) -> int:
-    """The host id of container id `inside` (the same without a user namespace)."""
-    return container.id_map.to_host(inside) if container.id_map else inside
 
 
 def layer_dir(container) -> Path | None:
