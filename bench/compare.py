@@ -42,6 +42,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip", action="append", default=[],
                         choices=("peers", "stream", "scale"), help="leave a part out")
     parser.add_argument("--json", type=Path, help="write every result and sample here")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also measure the server of another checkout, bootstrapped (its "
+                             ".venv, rootfs and wshd), e.g. a `git worktree` of an older commit, "
+                             "as system 'baseline' in the same rounds")
     return parser.parse_args(argv)
 
 
@@ -121,7 +125,7 @@ def start_peers(stack: ExitStack, workdir: Path, leftovers: list[str]) -> list[P
     return peers
 
 
-def measure_alternating(args: argparse.Namespace, ours: Ours, peers: list[Peer],
+def measure_alternating(args: argparse.Namespace, ours: Ours, peers: list,
                         results: dict) -> None:
     """(1), (2), (3) and (5), each system with its live container started first."""
     systems = [ours, *peers]
@@ -136,7 +140,8 @@ def measure_alternating(args: argparse.Namespace, ours: Ours, peers: list[Peer],
     results["deferred"] = {name: report.summary_ms(v) for name, v in deferred.items()}
     if "stream" not in args.skip:
         print("bench: stream", flush=True)
-        results["stream"] = measure_streams(ours, ours.socket, peers, args.stream_rounds)
+        runtimes_only = [p for p in peers if isinstance(p, Peer)]
+        results["stream"] = measure_streams(ours, ours.socket, runtimes_only, args.stream_rounds)
     for system in systems:
         system.stop_target()
 
@@ -154,6 +159,11 @@ def run(args: argparse.Namespace) -> dict:
         stack.callback(ours.close)
         with ExitStack() as peer_stack:
             peers = [] if "peers" in args.skip else start_peers(peer_stack, workdir, leftovers)
+            if args.baseline:
+                base = peer_stack.enter_context(bench_server(checkout=args.baseline.resolve()))
+                baseline = Ours(base.socket, base.settings.depot, name="baseline")
+                peer_stack.callback(baseline.close)
+                peers = [baseline, *peers]
             measure_alternating(args, ours, peers, results)
         if "scale" not in args.skip:
             print(f"bench: {args.containers} containers, {args.clients} clients", flush=True)
@@ -168,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     check_host()
     results = run(args)
-    report.print_report(results, [n for n in runtimes.NAMES if "peers" not in args.skip])
+    peers = [n for n in runtimes.NAMES if "peers" not in args.skip]
+    report.print_report(results, ["baseline", *peers] if args.baseline else peers)
     if results["leftovers"]:
         print(f"bench: left behind: {results['leftovers']}")
     if args.json:

@@ -29,9 +29,8 @@ OUR_NET_CHECK = (b"/sbin/ip -4 addr | grep 'inet ' | grep -qv '127.0.0.1' && "
 
 
 class Ours:
-    name = "warden"
-
-    def __init__(self, socket: str, depot: Path | None = None) -> None:
+    def __init__(self, socket: str, depot: Path | None = None, name: str = "warden") -> None:
+        self.name = name
         self.socket = socket
         self.depot = depot
         self.client = Client(socket)

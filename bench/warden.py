@@ -21,20 +21,26 @@ USER_POOL_SIZE = 300
 STREAM_OUTPUT_LIMIT = 2 * 1024**3
 
 
-def bench_config(workdir: Path, network: bool = True) -> dict:
+def bench_config(workdir: Path, network: bool = True, checkout: Path | None = None) -> dict:
     """The server's default drivers (iptables network unless `network` is False), no grace
-    timer, no release delay, and job output up to 2 GiB for the stream measurement."""
+    timer, no release delay, and job output up to 2 GiB for the stream measurement. For
+    another `checkout` (an older commit: --baseline), its rootfs and wshd, and no key it may
+    not know."""
+    top = checkout or TOP
+    user = {"pool_start_uid": 20000, "pool_size": USER_POOL_SIZE}
+    if checkout is None:
+        user["namespace_start_uid"] = 3_000_000_000
     return {
         "server": {"unix_domain_path": str(workdir / "warden.sock"),
                    "container_depot_path": str(workdir / "depot"),
-                   "container_rootfs_path": str(ROOTFS), "wshd_path": str(WSHD),
+                   "container_rootfs_path": str(top / "build" / "rootfs"),
+                   "wshd_path": str(top / "native" / "wshd" / "wshd"),
                    "name_prefix": "wb" + secrets.token_hex(3), "container_grace_time": None,
                    "job_output_limit": STREAM_OUTPUT_LIMIT},
         "health_check_server": {"port": None},
         "logging": {"level": "warn"},
         "network": {"pool_network": POOL_NETWORK, "release_delay": 0},
-        "user": {"pool_start_uid": 20000, "pool_size": USER_POOL_SIZE,
-                 "namespace_start_uid": 3_000_000_000},
+        "user": user,
         "quota": {"disk_quota_enabled": False},
         "drivers": {"rootfs": "overlayfs", "exec": "wshd", "limits": "cgroup_v1",
                     "network": "iptables" if network else None, "disk": None},
@@ -42,10 +48,15 @@ def bench_config(workdir: Path, network: bool = True) -> dict:
 
 
 @contextmanager
-def bench_server(network: bool = True) -> Iterator[ServerProcess]:
-    """A started server; on exit every container is destroyed and host state removed."""
+def bench_server(network: bool = True, checkout: Path | None = None) -> Iterator[ServerProcess]:
+    """A started server (of `checkout`, run by its .venv, when given); on exit every
+    container is destroyed and host state removed."""
     workdir = Path(tempfile.mkdtemp(prefix="warden-bench-"))
-    server = ServerProcess(bench_config(workdir, network), workdir)
+    config = bench_config(workdir, network, checkout)
+    if checkout is None:
+        server = ServerProcess(config, workdir)
+    else:
+        server = ServerProcess(config, workdir, python=str(checkout / ".venv" / "bin" / "python"))
     try:
         server.start()
         yield server

@@ -17,7 +17,9 @@ from ..config import Settings, settings_from_dict
 
 
 class ServerProcess:
-    def __init__(self, config: dict, workdir: Path) -> None:
+    def __init__(self, config: dict, workdir: Path, python: str = sys.executable) -> None:
+        """`python` runs the server: another checkout's venv runs that checkout's server."""
+        self.python = python
         self.config = config
         self.workdir = workdir
         self.config_path = workdir / "warden.yml"
@@ -29,7 +31,7 @@ class ServerProcess:
     def start(self, timeout: float = 30, env: dict[str, str] | None = None) -> ServerProcess:
         log = open(self.workdir / "server.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "warden_framework.server.main", "--config", str(self.config_path)],
+            [self.python, "-m", "warden_framework.server.main", "--config", str(self.config_path)],
             stdout=log, stderr=log, start_new_session=True, env={**os.environ, **(env or {})})
         log.close()
         deadline = time.monotonic() + timeout
@@ -74,7 +76,7 @@ class ServerProcess:
                     pass
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
-        subprocess.run([sys.executable, "-m", "warden_framework.server.main", "--config",
+        subprocess.run([self.python, "-m", "warden_framework.server.main", "--config",
                         str(self.config_path), "--teardown-host"], check=True)
 
 
