@@ -172,10 +172,12 @@ class KernelView:
 
     @staticmethod
     def iptables() -> list[str]:
-        """`iptables-legacy -S` of filter and nat, each line tagged with its table."""
+        """`iptables-legacy -S` of filter, nat and raw and `ip6tables-legacy -S` of filter,
+        each line tagged with its table."""
         return ([f"filter {line}" for line in _run("iptables-legacy", "-S").splitlines()]
-                + [f"nat {line}"
-                   for line in _run("iptables-legacy", "-t", "nat", "-S").splitlines()])
+                + [f"{table} {line}" for table in ("nat", "raw")
+                   for line in _run("iptables-legacy", "-t", table, "-S").splitlines()]
+                + [f"filter6 {line}" for line in _run("ip6tables-legacy", "-S").splitlines()])
 
     def rules_with(self, text: str) -> list[str]:
         return [line for line in self.iptables() if text in line]

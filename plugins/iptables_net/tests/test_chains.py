@@ -49,6 +49,7 @@ def test_instance_id_recognises_only_instance_chains_of_the_prefix() -> None:
 
 def test_is_owned_covers_host_instance_and_log_chains_only() -> None:
     owned = ["warden-forward", "warden-default", "warden-prerouting", "warden-postrouting",
+             "warden-input", "warden-host", "warden-ingress", "warden-antispoof",
              f"warden-i-{CID}", f"warden-i-{CID}-log"]
     assert all(chains.is_owned("warden", chain) for chain in owned)
     assert not any(chains.is_owned("warden", chain) for chain in
@@ -80,13 +81,38 @@ def test_forward_rules_goto_each_container_then_drop_the_pool() -> None:
 def test_host_hooks() -> None:
     pool = IPv4Network("10.254.0.0/24")
     assert chains.forward_jump("warden").render() == "-i w-+ -j warden-forward"
-    assert chains.host_block("warden", pool).render() == (
-        "-s 10.254.0.0/24 -m conntrack ! --ctstate ESTABLISHED,RELATED"
-        " -m comment --comment warden-block-traffic-to-host -j REJECT")
+    assert chains.ingress_jump("warden").render() == "-o w-+ -j warden-ingress"
+    assert chains.input_jump("warden").render() == "-i w-+ -j warden-input"
+    assert chains.antispoof_jump("warden").render() == "-i w-+ -j warden-antispoof"
+    assert chains.ipv6_guard("warden").render() == (
+        "-i w-+ -m comment --comment warden-ipv6-guard -j DROP")
     assert chains.output_jump("warden").render() == (
         "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j warden-prerouting")
     assert chains.masquerade(pool).render() == (
         "-s 10.254.0.0/24 ! -d 10.254.0.0/24 -j MASQUERADE")
+
+
+def test_host_chain_blocks_new_connections_unless_host_access_is_allowed() -> None:
+    assert [r.render() for r in chains.host_rules("warden", False)] == [
+        "-m conntrack ! --ctstate ESTABLISHED,RELATED"
+        " -m comment --comment warden-block-traffic-to-host -j REJECT"]
+    assert chains.host_rules("warden", True) == []
+
+
+def test_ingress_rules_leave_containers_to_their_chains_then_admit_replies_and_dnat() -> None:
+    pool = IPv4Network("10.254.0.0/24")
+    assert [r.render() for r in chains.ingress_rules(pool)] == [
+        "-i w-+ -j RETURN",
+        "-d 10.254.0.0/24 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-d 10.254.0.0/24 -p tcp -m conntrack --ctstate DNAT -j ACCEPT",
+        "-d 10.254.0.0/24 -j DROP",
+    ]
+
+
+def test_per_container_guards_match_the_containers_veth() -> None:
+    assert chains.input_goto("warden", CID).render() == f"-i w-{CID}-0 -g warden-host"
+    assert chains.antispoof(CID, "10.254.0.6").render() == (
+        f"! -s 10.254.0.6/32 -i w-{CID}-0 -j DROP")
 
 
 def test_container_chains() -> None:

@@ -32,11 +32,17 @@ def test_setup_host_twice_adds_no_rule(host, containers, view) -> None:
     after = view.rules_with(host.prefix)
     assert after == before
     for hook in (f"-A FORWARD -i w-+ -j {host.prefix}-forward",
-                 f"-A PREROUTING -j {host.prefix}-prerouting",
+                 f"-A FORWARD -o w-+ -j {host.prefix}-ingress",
+                 f"-A INPUT -i w-+ -j {host.prefix}-input",
+                 f"raw -A PREROUTING -i w-+ -j {host.prefix}-antispoof",
+                 f"nat -A PREROUTING -j {host.prefix}-prerouting",
                  f"-j {host.prefix}-postrouting",
                  f"--comment {host.prefix}-block-traffic-to-host"):
         assert len([line for line in after if hook in line]) == 1, hook
+    assert len([line for line in after if f"--comment {host.prefix}-ipv6-guard" in line]) == 2
     assert len(view.rules_with(f"-g {host.prefix}-i-{box.id}")) == 1  # the container kept it
+    assert len(view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-host")) == 1
+    assert len(view.rules_with(f"! -s {box.ip}/32 -i w-{box.id}-0 -j DROP")) == 1
 
 
 def test_setup_host_enables_forwarding(host) -> None:
@@ -53,7 +59,7 @@ def test_list_container_ids_lists_chains_present(host, containers) -> None:
 
 def test_setup_chains_without_host_chains_fails(view) -> None:
     with pytest.raises(kernel.KernelError, match="run setup_host first"):
-        network.setup_chains(f"u{secrets.token_hex(3)}", view.unique_id())
+        network.setup_chains(f"u{secrets.token_hex(3)}", view.unique_id(), "10.0.0.2")
 
 
 # --------------------------------------------------------------------------- links
@@ -298,7 +304,7 @@ def test_teardown_container_leaves_nothing(host, containers, view) -> None:
 def test_teardown_container_after_partial_setup(host, netns, view) -> None:
     only_links, only_chains = view.unique_id(), view.unique_id()
     veth.setup_links(only_links, netns(), next(host.subnets), 1500)
-    network.setup_chains(host.prefix, only_chains)
+    network.setup_chains(host.prefix, only_chains, "10.0.0.2")
     for cid in (only_links, only_chains):
         network.teardown_container(host.prefix, cid)
         assert view.rules_with(cid) == []
@@ -325,7 +331,7 @@ def test_teardown_host_removes_everything_with_its_prefix(host, netns, view) -> 
     finally:
         network.teardown_host(prefix)
         network.teardown_container(prefix, cid)
-    assert view.rules_with(prefix) == []
+    assert view.rules_with(prefix) == []  # ip6tables' guard and raw's antispoof too
     assert view.links_with(cid) == []
 
 

@@ -18,6 +18,8 @@ LOOPBACK = "127.0.0.0/8"
 
 FILTER = "filter"
 NAT = "nat"
+RAW = "raw"
+FILTER6 = "filter6"  # ip6tables' filter table
 
 Params = tuple[tuple[str, str], ...]
 
@@ -40,6 +42,7 @@ class Rule:
     src: str | None = None
     dst: str | None = None
     in_iface: str | None = None
+    out_iface: str | None = None
     protocol: str | None = None
     matches: tuple[Match, ...] = field(default=())
 
@@ -47,7 +50,7 @@ class Rule:
         """The rule in `iptables -S` syntax (for messages and tests)."""
         words: list[str] = []
         for flag, value in (("-s", self.src), ("-d", self.dst), ("-i", self.in_iface),
-                            ("-p", self.protocol)):
+                            ("-o", self.out_iface), ("-p", self.protocol)):
             if value is not None:
                 words += _negatable(flag, value)
         for match in self.matches:
@@ -126,6 +129,26 @@ def postrouting_chain(prefix: str) -> str:
     return f"{prefix}-postrouting"
 
 
+def input_chain(prefix: str) -> str:
+    """filter: traffic from a container's veth to the host, sorted by veth."""
+    return f"{prefix}-input"
+
+
+def host_chain(prefix: str) -> str:
+    """filter: what the host accepts from its containers (the host block, or nothing)."""
+    return f"{prefix}-host"
+
+
+def ingress_chain(prefix: str) -> str:
+    """filter: what may be forwarded to a container."""
+    return f"{prefix}-ingress"
+
+
+def antispoof_chain(prefix: str) -> str:
+    """raw: per veth, the one source address a container may use."""
+    return f"{prefix}-antispoof"
+
+
 def instance_chain(prefix: str, container_id: str) -> str:
     """The container's chain, in filter (egress policy) and in nat (its DNATs)."""
     return f"{prefix}-i-{container_id}"
@@ -136,8 +159,13 @@ def log_chain(prefix: str, container_id: str) -> str:
 
 
 def host_block_tag(prefix: str) -> str:
-    """Comment on the INPUT rule that blocks the pool from the host."""
+    """Comment on the rule that blocks containers from the host."""
     return f"{prefix}-block-traffic-to-host"
+
+
+def ipv6_guard_tag(prefix: str) -> str:
+    """Comment on the ip6tables rules that drop IPv6 from container veths."""
+    return f"{prefix}-ipv6-guard"
 
 
 def instance_id(prefix: str, chain: str) -> str | None:
@@ -152,7 +180,8 @@ def instance_id(prefix: str, chain: str) -> str | None:
 def is_owned(prefix: str, chain: str) -> bool:
     """Whether `chain` is one this prefix creates (host chains, instance and log chains)."""
     if chain in (forward_chain(prefix), default_chain(prefix), prerouting_chain(prefix),
-                 postrouting_chain(prefix)):
+                 postrouting_chain(prefix), input_chain(prefix), host_chain(prefix),
+                 ingress_chain(prefix), antispoof_chain(prefix)):
         return True
     base = chain[:-len("-log")] if chain.endswith("-log") else chain
     return instance_id(prefix, base) is not None
@@ -184,12 +213,55 @@ def default_rules(allow_networks: list[str], deny_networks: list[str]) -> list[R
     return [established, *deny, *allow, Rule("REJECT")]
 
 
-def host_block(prefix: str, pool: IPv4Network) -> Rule:
-    """INPUT: new connections from the pool to the host are refused; replies pass."""
-    return Rule("REJECT", src=str(pool), matches=(
+def input_jump(prefix: str) -> Rule:
+    """INPUT: traffic from any container veth enters this server's input chain."""
+    return Rule(input_chain(prefix), in_iface=HOST_IFACES)
+
+
+def host_rules(prefix: str, allow_host_access: bool) -> list[Rule]:
+    """Contents of the host chain: new connections refused, replies pass; or nothing."""
+    return [] if allow_host_access else [host_block(prefix)]
+
+
+def host_block(prefix: str) -> Rule:
+    return Rule("REJECT", matches=(
         match("conntrack", ctstate="!ESTABLISHED,RELATED"),
         match("comment", comment=host_block_tag(prefix)),
     ))
+
+
+def ingress_jump(prefix: str) -> Rule:
+    """FORWARD: traffic to any container veth enters this server's ingress chain."""
+    return Rule(ingress_chain(prefix), out_iface=HOST_IFACES)
+
+
+def ingress_rules(pool: IPv4Network) -> list[Rule]:
+    """Contents of the ingress chain: what may be forwarded to this server's containers.
+
+    Traffic from a container (this server's or another's) was judged by the sender's own
+    chain, where net_out decides (Warden lets one container reach another that way).
+    From anywhere else: replies, and TCP that a net_in rule DNATed (only our nat chains
+    DNAT to the pool); everything else to the pool is dropped.
+    """
+    return [
+        Rule("RETURN", in_iface=HOST_IFACES),
+        Rule("ACCEPT", dst=str(pool),
+             matches=(match("conntrack", ctstate="ESTABLISHED,RELATED"),)),
+        Rule("ACCEPT", dst=str(pool), protocol="tcp",
+             matches=(match("conntrack", ctstate="DNAT"),)),
+        Rule("DROP", dst=str(pool)),
+    ]
+
+
+def antispoof_jump(prefix: str) -> Rule:
+    """raw PREROUTING: everything from any container veth meets the anti-spoofing rules."""
+    return Rule(antispoof_chain(prefix), in_iface=HOST_IFACES)
+
+
+def ipv6_guard(prefix: str) -> Rule:
+    """ip6tables INPUT and FORWARD: nothing over IPv6 from a container veth."""
+    return Rule("DROP", in_iface=HOST_IFACES,
+                matches=(match("comment", comment=ipv6_guard_tag(prefix)),))
 
 
 def prerouting_jump(prefix: str) -> Rule:
@@ -221,6 +293,20 @@ def instance_goto(prefix: str, container_id: str) -> Rule:
     """Forward chain: traffic from this container's veth goes to its chain."""
     return Rule(instance_chain(prefix, container_id), goto=True,
                 in_iface=host_iface(container_id))
+
+
+def input_goto(prefix: str, container_id: str) -> Rule:
+    """Input chain: traffic from this container's veth to the host meets the host chain."""
+    return Rule(host_chain(prefix), goto=True, in_iface=host_iface(container_id))
+
+
+def antispoof(container_id: str, container_ip: str) -> Rule:
+    """Antispoof chain: from this container's veth, any source but its address is dropped.
+
+    In raw PREROUTING it runs before conntrack and NAT, for traffic to the host and
+    forwarded traffic alike: a forged packet makes no conntrack entry and meets no DNAT.
+    """
+    return Rule("DROP", in_iface=host_iface(container_id), src=f"!{container_ip}/32")
 
 
 def instance_rules(prefix: str) -> list[Rule]:

@@ -114,7 +114,7 @@ class IptablesDriver(NetworkDriver):
         with _driver_errors(f"recover network of {container.id}"):
             if kernel.link_mtu(f"w-{container.id}-0") is None:
                 raise DriverError(f"host interface w-{container.id}-0 of {container.id} is gone")
-            network.setup_chains(self.prefix, container.id)
+            network.setup_chains(self.prefix, container.id, container.container_ip)
             for host_port, container_port in container.net_in_rules:
                 network.net_in(self.prefix, container.id, container.container_ip, host_port,
                                container_port)

@@ -1,10 +1,10 @@
 """The only module of this plugin that touches the kernel.
 
-iptables through python-iptables (the LEGACY filter and nat tables, one transaction at a
-time, under the xtables lock the iptables-legacy CLI also takes), links, addresses and
-routes through netlink (`rtnl`: pyroute2's messages on a plain socket), tc through
-pyroute2's IPRoute, and one sysctl; whether a link or a process is
-still there from sysfs and /proc, which take no lock. No subprocesses.
+iptables through python-iptables (the LEGACY filter, nat and raw tables and ip6tables'
+filter table, one transaction at a time, under the xtables lock the iptables-legacy CLI
+also takes), links, addresses and routes through netlink (`rtnl`: pyroute2's messages on a
+plain socket), tc through pyroute2's IPRoute, and sysctls through /proc/sys; whether a link
+or a process is still there from sysfs and /proc, which take no lock. No subprocesses.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from warden_iptables_net import rtnl
-from warden_iptables_net.chains import Listed, Rule
+from warden_iptables_net.chains import FILTER, FILTER6, Listed, Rule
 
 if TYPE_CHECKING:
     import iptc
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+IPV4_CONF = "/proc/sys/net/ipv4/conf"
+IPV6_CONF = "/proc/sys/net/ipv6/conf"  # absent when the kernel runs without IPv6
 PSCHED = "/proc/net/psched"
 SYS_CLASS_NET = "/sys/class/net"
 LINK_POLL = 0.0005  # seconds between looks while a dying netns takes its veth along
@@ -58,7 +60,8 @@ class KernelError(RuntimeError):
 # ------------------------------------------------------------------------ iptables
 
 class Iptables:
-    """One transaction on the legacy filter and nat tables; see `iptables()`."""
+    """One transaction on the legacy tables (`FILTER6` is ip6tables' filter table); see
+    `iptables()`."""
 
     def __init__(self) -> None:
         import iptc  # late: a host without libiptc fails here, not at plugin import
@@ -91,18 +94,19 @@ class Iptables:
 
     def append(self, table: str, chain: str, rule: Rule) -> None:
         self._change(table, "append to", chain, rule,
-                     lambda t: self._chain(t, chain).append_rule(self._rule(rule)))
+                     lambda t: self._chain(t, chain).append_rule(self._rule(rule, table)))
 
     def insert(self, table: str, chain: str, rule: Rule, position: int = 0) -> None:
         self._change(table, "insert into", chain, rule,
-                     lambda t: self._chain(t, chain).insert_rule(self._rule(rule), position))
+                     lambda t: self._chain(t, chain).insert_rule(self._rule(rule, table),
+                                                                 position))
 
     def delete(self, table: str, chain: str, rule: Rule) -> int:
         """Delete every copy of exactly `rule` from `chain`; return how many."""
         if not self.has_chain(table, chain):
             return 0
         try:
-            candidate = self._rule(rule)
+            candidate = self._rule(rule, table)
         except self._iptc.XTablesError:
             return 0  # it names a chain that is gone, so no rule can point there
         count = 0
@@ -130,7 +134,10 @@ class Iptables:
 
     def _table(self, name: str) -> iptc.Table:
         if name not in self._tables:
-            table = self._iptc.Table(name, autocommit=False)
+            if name == FILTER6:
+                table = self._iptc.Table6(FILTER, autocommit=False)
+            else:
+                table = self._iptc.Table(name, autocommit=False)
             table.refresh()  # the cached handle may be older than other writers
             self._tables[name] = table
         return self._tables[name]
@@ -156,14 +163,16 @@ class Iptables:
         self._dirty.add(table)
         return True
 
-    def _rule(self, spec: Rule) -> iptc.Rule:
-        rule = self._iptc.Rule()
+    def _rule(self, spec: Rule, table: str) -> iptc.Rule:
+        rule = self._iptc.Rule6() if table == FILTER6 else self._iptc.Rule()
         if spec.src is not None:
             rule.src = spec.src
         if spec.dst is not None:
             rule.dst = spec.dst
         if spec.in_iface is not None:
             rule.in_interface = spec.in_iface
+        if spec.out_iface is not None:
+            rule.out_interface = spec.out_iface
         if spec.protocol is not None:
             rule.protocol = spec.protocol
         for wanted in spec.matches:
@@ -217,6 +226,40 @@ def enable_ip_forward() -> None:
         f.write("1\n")
 
 
+def has_ipv6() -> bool:
+    """Whether the kernel runs with IPv6 (not booted with ipv6.disable=1)."""
+    return os.path.isdir(IPV6_CONF)
+
+
+def harden_host_link(ifname: str) -> None:
+    """On the host end of a container veth: strict reverse-path filter, no IPv6 at all,
+    no Router Advertisements taken from the container.
+
+    The kernel applies max(conf/all, conf/<ifname>) of rp_filter, so an `all` of 2
+    (loose) would win over this 1.
+    """
+    _write_sysctl(os.path.join(IPV4_CONF, ifname, "rp_filter"), "1")
+    if has_ipv6():
+        _write_sysctl(os.path.join(IPV6_CONF, ifname, "accept_ra"), "0")
+        _write_sysctl(os.path.join(IPV6_CONF, ifname, "disable_ipv6"), "1")
+
+
+def _disable_ipv6(ifnames: tuple[str, ...]) -> None:
+    """In the calling thread's netns: IPv6 off for `ifnames` (may include all, default)."""
+    if has_ipv6():
+        for ifname in ifnames:
+            _write_sysctl(os.path.join(IPV6_CONF, ifname, "disable_ipv6"), "1")
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    # /proc/sys/net resolves to the network namespace of the thread that opens the file.
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as error:
+        raise KernelError(f"sysctl: write {value} to {path}: {error.strerror}") from error
+
+
 # ------------------------------------------------------------------ links (netlink)
 
 @contextmanager
@@ -254,10 +297,12 @@ def create_veth(host: str, peer: str, netns_pid: int, mtu: int, address: str,
 
 def configure_in_netns(netns_pid: int, ifname: str, address: str, prefixlen: int,
                        gateway: str) -> None:
-    """Inside the netns of `netns_pid`: `ifname` up with its address, lo up, default route."""
+    """Inside the netns of `netns_pid`: IPv6 off on every link (before any is up, so no
+    link-local address is ever made), `ifname` up with its address, lo up, default route."""
     def configure() -> None:
         with _rtnl(f"configure {ifname} in netns of pid {netns_pid}") as nl:
             index = _index(ifname)
+            _disable_ipv6(("all", "default", "lo", ifname))
             nl.add_address(index, address, prefixlen)
             nl.set_up(index)
             nl.set_up(_index("lo"))

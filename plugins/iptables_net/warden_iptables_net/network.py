@@ -11,7 +11,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Network
 
 from warden_iptables_net import chains, kernel, rules, veth
-from warden_iptables_net.chains import FILTER, NAT, Listed
+from warden_iptables_net.chains import FILTER, FILTER6, NAT, RAW, Listed
 from warden_iptables_net.kernel import Iptables
 
 
@@ -21,14 +21,18 @@ def setup_host(prefix: str, pool_network: IPv4Network | str, allow_networks: lis
                deny_networks: list[str], allow_host_access: bool) -> None:
     """(Re)build the host chains and hooks for `prefix`; enable forwarding.
 
-    Containers whose chains exist keep their forward goto and DNAT jump, so a restart
-    does not cut live containers off. Running it twice changes nothing.
+    Containers whose chains exist keep their forward and input gotos, anti-spoofing rule
+    and DNAT jump, so a restart does not cut live containers off (nor unguard them).
+    Running it twice changes nothing.
     """
     chains.check_prefix(prefix)
     pool = IPv4Network(pool_network, strict=False)
     with kernel.iptables() as ipt:
         _setup_filter(ipt, prefix, pool, allow_networks, deny_networks, allow_host_access)
+        _setup_raw(ipt, prefix)
         _setup_nat(ipt, prefix, pool)
+        if kernel.has_ipv6():
+            _setup_ipv6_guard(ipt, prefix)
     kernel.enable_ip_forward()
 
 
@@ -37,11 +41,17 @@ def teardown_host(prefix: str) -> None:
     chains.check_prefix(prefix)
     with kernel.iptables() as ipt:
         ipt.delete_where(FILTER, "FORWARD", _targets(chains.forward_chain(prefix)))
+        ipt.delete_where(FILTER, "FORWARD", _targets(chains.ingress_chain(prefix)))
+        ipt.delete_where(FILTER, "INPUT", _targets(chains.input_chain(prefix)))
         ipt.delete_where(FILTER, "INPUT", _tagged(chains.host_block_tag(prefix)))
+        ipt.delete_where(RAW, "PREROUTING", _targets(chains.antispoof_chain(prefix)))
         for hook in ("PREROUTING", "OUTPUT"):
             ipt.delete_where(NAT, hook, _targets(chains.prerouting_chain(prefix)))
         ipt.delete_where(NAT, "POSTROUTING", _targets(chains.postrouting_chain(prefix)))
-        for table in (FILTER, NAT):
+        if kernel.has_ipv6():
+            for hook in ("INPUT", "FORWARD"):
+                ipt.delete_where(FILTER6, hook, _tagged(chains.ipv6_guard_tag(prefix)))
+        for table in (FILTER, NAT, RAW):
             owned = [c for c in ipt.chains(table) if chains.is_owned(prefix, c)]
             for chain in owned:  # flush all first: they refer to each other
                 ipt.flush(table, chain)
@@ -59,14 +69,37 @@ def list_container_ids(prefix: str) -> list[str]:
 def _setup_filter(ipt: Iptables, prefix: str, pool: IPv4Network, allow: list[str],
                   deny: list[str], allow_host_access: bool) -> None:
     forward, default = chains.forward_chain(prefix), chains.default_chain(prefix)
-    ipt.ensure_chain(FILTER, forward)
-    ipt.ensure_chain(FILTER, default)
+    ingress = chains.ingress_chain(prefix)
+    host, input_ = chains.host_chain(prefix), chains.input_chain(prefix)
+    ids = _filter_ids(ipt, prefix)
+    for chain in (forward, default, ingress, host, input_):
+        ipt.ensure_chain(FILTER, chain)
     _fill(ipt, FILTER, default, chains.default_rules(allow, deny))
-    _fill(ipt, FILTER, forward, chains.forward_rules(prefix, _filter_ids(ipt, prefix), pool))
+    _fill(ipt, FILTER, forward, chains.forward_rules(prefix, ids, pool))
+    _fill(ipt, FILTER, ingress, chains.ingress_rules(pool))
+    _fill(ipt, FILTER, host, chains.host_rules(prefix, allow_host_access))
+    _fill(ipt, FILTER, input_, [chains.input_goto(prefix, cid) for cid in ids])
     _hook(ipt, FILTER, "FORWARD", chains.forward_jump(prefix))
+    _hook(ipt, FILTER, "FORWARD", chains.ingress_jump(prefix))
+    _hook(ipt, FILTER, "INPUT", chains.input_jump(prefix))
+    # Earlier versions put the host block in INPUT itself, by source range; this can go
+    # once no host carries one.
     ipt.delete_where(FILTER, "INPUT", _tagged(chains.host_block_tag(prefix)))
-    if not allow_host_access:
-        ipt.insert(FILTER, "INPUT", chains.host_block(prefix, pool))
+
+
+def _setup_raw(ipt: Iptables, prefix: str) -> None:
+    """The antispoof chain keeps the rules of containers that have chains; others go."""
+    antispoof = chains.antispoof_chain(prefix)
+    ipt.ensure_chain(RAW, antispoof)
+    live = {chains.host_iface(cid) for cid in _filter_ids(ipt, prefix)}
+    ipt.delete_where(RAW, antispoof, lambda listed: listed.in_iface not in live)
+    _hook(ipt, RAW, "PREROUTING", chains.antispoof_jump(prefix))
+
+
+def _setup_ipv6_guard(ipt: Iptables, prefix: str) -> None:
+    for hook in ("INPUT", "FORWARD"):
+        ipt.delete_where(FILTER6, hook, _tagged(chains.ipv6_guard_tag(prefix)))
+        ipt.insert(FILTER6, hook, chains.ipv6_guard(prefix))
 
 
 def _setup_nat(ipt: Iptables, prefix: str, pool: IPv4Network) -> None:
@@ -118,10 +151,11 @@ def setup_container(prefix: str, container_id: str, netns_pid: int, network: IPv
                     mtu: int) -> dict:
     """Links (veth, addresses, route, ifb) and chains for one container; the record.
 
-    Chains come first and go last, so the veth never carries traffic without its chain.
-    On failure, what was made stays behind: `teardown_container` removes it.
+    Chains come first and go last, so the veth never carries traffic without its chain
+    and its anti-spoofing rule. On failure, what was made stays behind:
+    `teardown_container` removes it.
     """
-    setup_chains(prefix, container_id)
+    setup_chains(prefix, container_id, veth.addresses(network)[1])
     record = veth.setup_links(container_id, netns_pid, network, mtu)
     return {**record, "prefix": prefix, "netns_pid": netns_pid}
 
@@ -136,8 +170,9 @@ def teardown_container(prefix: str, container_id: str, netns_pid: int | None = N
     teardown_chains(prefix, container_id)
 
 
-def setup_chains(prefix: str, container_id: str) -> None:
-    """(Re)create the container's filter, log and nat chains, empty of NetIn/NetOut rules.
+def setup_chains(prefix: str, container_id: str, container_ip: str) -> None:
+    """(Re)create the container's filter, log and nat chains, empty of NetIn/NetOut rules,
+    its goto in the input chain and its anti-spoofing rule.
 
     Recovery calls this, then re-applies the recorded net_in and net_out rules.
     """
@@ -145,6 +180,7 @@ def setup_chains(prefix: str, container_id: str) -> None:
     chains.check_id(container_id)
     instance = chains.instance_chain(prefix, container_id)
     log = chains.log_chain(prefix, container_id)
+    iface = chains.host_iface(container_id)
     with kernel.iptables() as ipt:
         _require_host_chains(ipt, prefix)
         ipt.ensure_chain(FILTER, instance)
@@ -154,6 +190,12 @@ def setup_chains(prefix: str, container_id: str) -> None:
         goto = chains.instance_goto(prefix, container_id)
         ipt.delete(FILTER, chains.forward_chain(prefix), goto)
         ipt.insert(FILTER, chains.forward_chain(prefix), goto)  # above the DROP
+        host_goto = chains.input_goto(prefix, container_id)
+        ipt.delete(FILTER, chains.input_chain(prefix), host_goto)
+        ipt.append(FILTER, chains.input_chain(prefix), host_goto)
+        antispoof = chains.antispoof_chain(prefix)
+        ipt.delete_where(RAW, antispoof, lambda listed: listed.in_iface == iface)
+        ipt.append(RAW, antispoof, chains.antispoof(container_id, container_ip))
         ipt.ensure_chain(NAT, instance)
         ipt.flush(NAT, instance)
         jump = chains.nat_instance_jump(prefix, container_id)
@@ -166,9 +208,13 @@ def teardown_chains(prefix: str, container_id: str) -> None:
     chains.check_prefix(prefix)
     chains.check_id(container_id)
     instance = chains.instance_chain(prefix, container_id)
+    iface = chains.host_iface(container_id)
     with kernel.iptables() as ipt:
         ipt.delete(FILTER, chains.forward_chain(prefix),
                    chains.instance_goto(prefix, container_id))
+        ipt.delete(FILTER, chains.input_chain(prefix), chains.input_goto(prefix, container_id))
+        ipt.delete_where(RAW, chains.antispoof_chain(prefix),
+                         lambda listed: listed.in_iface == iface)
         ipt.delete(NAT, chains.prerouting_chain(prefix),
                    chains.nat_instance_jump(prefix, container_id))
         ipt.flush(FILTER, instance)  # it may goto the log chain
@@ -179,7 +225,8 @@ def teardown_chains(prefix: str, container_id: str) -> None:
 
 def _require_host_chains(ipt: Iptables, prefix: str) -> None:
     needed = [(FILTER, chains.forward_chain(prefix)), (FILTER, chains.default_chain(prefix)),
-              (NAT, chains.prerouting_chain(prefix))]
+              (FILTER, chains.input_chain(prefix)), (FILTER, chains.host_chain(prefix)),
+              (RAW, chains.antispoof_chain(prefix)), (NAT, chains.prerouting_chain(prefix))]
     missing = [f"{table}/{chain}" for table, chain in needed if not ipt.has_chain(table, chain)]
     if missing:
         raise kernel.KernelError(
