@@ -8,8 +8,8 @@ cd "$top"
 
 [ "$(id -u)" = 0 ] || { echo "bootstrap: must run as root (containers need it)" >&2; exit 1; }
 
-apt_packages=(busybox-static bash iptables iproute2 gcc make libc6-dev e2fsprogs btrfs-progs
-              quota kmod cpio qemu-system-x86 linux-image-amd64 tar python3)
+apt_packages=(busybox-static bash iptables iproute2 gcc make libc6-dev libseccomp-dev e2fsprogs
+              btrfs-progs quota kmod cpio qemu-system-x86 linux-image-amd64 tar python3)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -41,3 +41,7 @@ fi
 if [ -x scripts/build-rootfs.sh ]; then
     scripts/build-rootfs.sh build/rootfs
 fi
+
+# The group the shipped config gives the server's socket to (server.unix_domain_group):
+# members may talk to the server, everyone else may not.
+getent group warden >/dev/null || groupadd --system warden

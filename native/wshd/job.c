@@ -1,9 +1,12 @@
 /*
  * job.c: spawn one job and keep the table of live jobs. The request arrives validated (proto.c),
  * so the forked child only applies it: new session, stdio, every other descriptor closed at exec,
- * rlimits (while still root, so hard limits may be raised), groups, gid, uid, cwd (after setuid,
- * so it is checked with the job's rights), execve. The child shares wshd's memory until
- * execve (see job_spawn) and reports a failure in it.
+ * rlimits (while still root; the launcher raised the hard limits, see sandbox.c), groups, gid,
+ * capabilities (bounding set first: that needs CAP_SETPCAP, which setuid takes away), uid,
+ * no_new_privs, cwd (after setuid, so it is checked with the job's rights), execve. The seccomp
+ * filter is already in force: the child inherits it from wshd (see sandbox.c), and nothing
+ * above needs a call it refuses. The child shares wshd's memory until execve (see job_spawn)
+ * and reports a failure in it.
  */
 #include "job.h"
 
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -50,7 +54,7 @@ static int job_apply_rlimits(const struct proto_spawn *plan, struct wshd_error *
 
 /* Everything between fork and execve. stdio fds are >= 3: wshd keeps 0-2 open on /dev/null. */
 static int job_child_prepare(const struct proto_spawn *plan, const int stdio[3],
-                             struct wshd_error *err)
+                             const struct sandbox *sandbox, struct wshd_error *err)
 {
     if (job_reset_signals(err) < 0)
         return -1;
@@ -68,8 +72,12 @@ static int job_child_prepare(const struct proto_spawn *plan, const int stdio[3],
         return wshd_error_set(err, errno, "drop supplementary groups");
     if (setgid(plan->gid) < 0)
         return wshd_error_set(err, errno, "setgid %u", plan->gid);
+    if (sandbox_drop_caps(sandbox, plan->uid == 0, err) < 0)
+        return -1;
     if (setuid(plan->uid) < 0)
         return wshd_error_set(err, errno, "setuid %u", plan->uid);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return wshd_error_set(err, errno, "set no_new_privs");
     if (chdir(plan->dir) < 0)
         return wshd_error_set(err, errno, "chdir %s", plan->dir);
     return 0;
@@ -128,6 +136,7 @@ static void job_child_exec(const struct proto_spawn *plan, struct wshd_error *er
 struct job_child {
     const struct proto_spawn *plan;
     const int *stdio;
+    const struct sandbox *sandbox;
     struct wshd_error err;
     int failed;
 };
@@ -141,7 +150,7 @@ static int job_child_main(void *arg)
 {
     struct job_child *c = arg;
 
-    if (job_child_prepare(c->plan, c->stdio, &c->err) == 0)
+    if (job_child_prepare(c->plan, c->stdio, c->sandbox, &c->err) == 0)
         job_child_exec(c->plan, &c->err);
     c->failed = 1;
     _exit(127);
@@ -152,10 +161,10 @@ static int job_child_main(void *arg)
  * copy-on-write faults in wshd afterwards, and no pipe for the exec report; wshd resumes
  * the moment execve succeeded or the child died. ~0.1 ms less per job.
  */
-int job_spawn(const struct proto_spawn *plan, const int stdio[3], pid_t *pid,
-              struct wshd_error *err)
+int job_spawn(const struct proto_spawn *plan, const int stdio[3], const struct sandbox *sandbox,
+              pid_t *pid, struct wshd_error *err)
 {
-    struct job_child child = {.plan = plan, .stdio = stdio};
+    struct job_child child = {.plan = plan, .stdio = stdio, .sandbox = sandbox};
     char *stack;
     pid_t cpid;
     int saved;

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "proto.h"
+#include "sandbox.h"
 
 #include <stddef.h>
 #include <sys/types.h>
@@ -31,11 +32,13 @@ struct job_table {
 };
 
 /*
- * Start plan (a vfork-style clone, then execve) with stdio[0..2] as the job's stdin, stdout and stderr. Returns 0 with
- * *pid once execve succeeded; -1 with err ("<action> <object>") if any step up to execve failed.
+ * Start plan (a vfork-style clone, then execve) with stdio[0..2] as the job's stdin, stdout and
+ * stderr, confined by sandbox (capabilities, no_new_privs; the seccomp filter is inherited
+ * from wshd). Returns 0 with *pid once execve succeeded; -1 with err ("<action> <object>") if
+ * any step up to execve failed.
  */
-int job_spawn(const struct proto_spawn *plan, const int stdio[3], pid_t *pid,
-              struct wshd_error *err);
+int job_spawn(const struct proto_spawn *plan, const int stdio[3], const struct sandbox *sandbox,
+              pid_t *pid, struct wshd_error *err);
 
 /* Make room for one more job, so that adding a job that is already running cannot fail. */
 int job_table_reserve(struct job_table *t, struct wshd_error *err);

@@ -1,14 +1,19 @@
 /*
- * main.c: wshd's entry point and event loop. Start-up order: validate the whole command line;
- * ignore SIGPIPE; join the --cgroup-tasks groups (the init is then born in them); bind the socket while the host's root is still ours (so its path is a host
- * path); clone the container init; the parent half relays the barrier and exits (ns.c). The child
- * builds its root, opens its signalfd and epoll set, and only then reports ready, so that every
- * failure before serving ends start-up with a message. Once serving, nothing a client sends
- * stops the daemon: a bad request gets an ERROR reply, a client that leaves is dropped.
+ * main.c: wshd's entry point and event loop. Start-up order, in the launcher: validate the whole
+ * command line; ignore SIGPIPE; join the --cgroup-tasks groups (the init is then born in them);
+ * raise the hard rlimits (before the clone: a user namespace cannot raise them) and build the
+ * seccomp filter (sandbox.c); bind the socket while the mounts are still the host's (so its
+ * path is a host path); build the root in a private mount namespace (rootfs.c); clone the
+ * container init; the launcher then relays the barrier and exits (ns.c). The init enters its
+ * root, opens its signalfd and epoll set, puts itself under the seccomp filter (which its jobs
+ * inherit), and only then reports ready, so that every failure before serving ends start-up
+ * with a message. Once serving, nothing a client sends stops the daemon: a bad request gets an
+ * ERROR reply, a client that leaves is dropped.
  */
 #include "cleanup.h"
 #include "fdpass.h"
 #include "reap.h"
+#include "rootfs.h"
 #include "wshd.h"
 
 #include <errno.h>
@@ -30,7 +35,7 @@
 
 static const char main_usage[] =
     "usage: wshd --run RUNDIR --root ROOTDIR --hostname NAME [--bind SRC:DST:ro|rw]...\n"
-    "            [--cgroup-tasks FILE]...\n";
+    "            [--cgroup-tasks FILE]... [--id-map HOSTBASE:COUNT]\n";
 
 static void __attribute__((noreturn)) main_die(const struct wshd_error *err, int status)
 {
@@ -97,6 +102,36 @@ static int main_parse_bind(const char *option, struct wshd_bind *b, struct wshd_
     return main_check_dst(dst, err);
 }
 
+/* Digits only: strtoull alone would also take a sign and leading blanks. */
+static bool main_parse_decimal(const char *text, const char **end, unsigned long long *out)
+{
+    char *stop;
+
+    if (*text < '0' || *text > '9')
+        return false;
+    errno = 0;
+    *out = strtoull(text, &stop, 10);
+    *end = stop;
+    return errno == 0 && *out <= UINT32_MAX;
+}
+
+/* HOSTBASE:COUNT: the range holds neither host root (0) nor the invalid id 2^32-1. */
+static int main_parse_id_map(struct wshd_config *c, const char *arg, struct wshd_error *err)
+{
+    unsigned long long base;
+    unsigned long long count;
+    const char *end;
+
+    if (!main_parse_decimal(arg, &end, &base) || *end != ':' ||
+        !main_parse_decimal(end + 1, &end, &count) || *end != '\0' || base == 0 || count == 0 ||
+        base + count > UINT32_MAX)
+        return wshd_error_set(err, 0, "--id-map %s: want HOSTBASE:COUNT, HOSTBASE > 0", arg);
+    c->id_map = true;
+    c->id_base = (uint32_t)base;
+    c->id_count = (uint32_t)count;
+    return 0;
+}
+
 static int main_parse_option(struct wshd_config *c, int opt, char *arg, struct wshd_error *err)
 {
     switch (opt) {
@@ -119,6 +154,8 @@ static int main_parse_option(struct wshd_config *c, int opt, char *arg, struct w
             return wshd_error_set(err, 0, "--cgroup-tasks %s: not an absolute path", arg);
         c->cgroup_tasks[c->ncgroups++] = arg;
         return 0;
+    case 'u':
+        return main_parse_id_map(c, arg, err);
     default:
         return wshd_error_set(err, 0, "unknown option");
     }
@@ -132,6 +169,7 @@ static int main_parse_args(struct wshd_config *c, int argc, char **argv, struct 
         {"hostname", required_argument, NULL, 'h'},
         {"bind", required_argument, NULL, 'b'},
         {"cgroup-tasks", required_argument, NULL, 'c'},
+        {"id-map", required_argument, NULL, 'u'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -251,7 +289,7 @@ static void main_handle_spawn(struct wshd *w, int fd, struct fdpass_fds *fds)
 
     /* Room first: once the job runs, tracking it must not fail. */
     if (job_table_reserve(&w->jobs, &err) < 0 ||
-        job_spawn(&w->request->spawn, stdio, &pid, &err) < 0) {
+        job_spawn(&w->request->spawn, stdio, &w->sandbox, &pid, &err) < 0) {
         main_reply(fd, PROTO_KIND_SPAWN, 0, &err);
         return;
     }
@@ -472,12 +510,13 @@ static int main_serve_init(struct wshd *w, struct wshd_error *err)
 static void __attribute__((noreturn)) main_child(struct wshd *w, struct ns_barrier *barrier)
 {
     struct wshd_error err = {0};
-    pid_t host_pid;
 
     /* Released or abandoned: if the parent is gone there is nobody to report to. */
-    if (ns_child_wait(barrier, &host_pid, &err) < 0)
+    if (ns_child_wait(barrier, &err) < 0)
         _exit(1);
-    if (ns_child_setup(&w->config, host_pid, &err) < 0 || main_serve_init(w, &err) < 0) {
+    /* The filter last: from then on the init and every job it spawns run under it. */
+    if (ns_child_setup(&w->config, &err) < 0 || main_serve_init(w, &err) < 0 ||
+        sandbox_load_filter(&w->sandbox, &err) < 0) {
         (void)ns_child_report(barrier, &err);
         _exit(1);
     }
@@ -501,12 +540,16 @@ int main(int argc, char **argv)
         wshd_error_set(&err, errno, "close inherited descriptors");
         main_die(&err, 1);
     }
-    if (main_ignore_sigpipe(&err) < 0 || main_join_cgroups(&w.config, &err) < 0)
+    if (main_ignore_sigpipe(&err) < 0 || main_join_cgroups(&w.config, &err) < 0 ||
+        sandbox_raise_hard_limits(&err) < 0 || sandbox_init(&w.sandbox, &err) < 0)
         main_die(&err, 1);
     w.listen_fd = main_listen(w.config.run_dir, &addr, &err);
     if (w.listen_fd < 0)
         main_die(&err, 1);
-    child = ns_barrier_open(&barrier, &err) < 0 ? -1 : ns_clone(&err);
+    if (rootfs_build(&w.config, &err) < 0 || ns_barrier_open(&barrier, &err) < 0)
+        child = -1;
+    else
+        child = ns_clone(&w.config, &err);
     if (child < 0) {
         /* Best effort on the way out: the error worth reporting is the one above. */
         (void)unlink(addr.sun_path);
@@ -514,5 +557,5 @@ int main(int argc, char **argv)
     }
     if (child == 0)
         main_child(&w, &barrier);
-    return ns_parent_run(&barrier, child, addr.sun_path);
+    return ns_parent_run(&barrier, child, &w.config, addr.sun_path);
 }

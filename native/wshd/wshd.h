@@ -9,6 +9,7 @@
 #include "error.h"
 #include "job.h"
 #include "proto.h"
+#include "sandbox.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,9 +37,12 @@ struct wshd_config {
     size_t nbinds;
     const char *cgroup_tasks[WSHD_MAX_CGROUPS]; /* `tasks` files the init is born in */
     size_t ncgroups;
+    bool id_map;       /* --id-map given: the init gets a user namespace */
+    uint32_t id_base;  /* host id of container id 0; never 0 */
+    uint32_t id_count; /* container ids 0..id_count-1 are mapped */
 };
 
-/* Pipes between the start-up halves: release (parent -> child), ready (child -> parent). */
+/* Pipes between the start-up halves: release (launcher -> init), ready (init -> launcher). */
 struct ns_barrier {
     int release[2];
     int ready[2];
@@ -51,16 +55,18 @@ struct wshd {
     int signal_fd;
     bool accept_paused; /* out of descriptors: stop accepting until a client leaves */
     struct job_table jobs;
+    struct sandbox sandbox;        /* the seccomp filter and the capability range */
     struct proto_request *request; /* the request being handled */
     uint8_t *rx;                   /* its datagram */
 };
 
 /* ns.c */
 int ns_barrier_open(struct ns_barrier *b, struct wshd_error *err);
-pid_t ns_clone(struct wshd_error *err);
-int ns_parent_run(struct ns_barrier *b, pid_t child, const char *socket_path);
-int ns_child_wait(struct ns_barrier *b, pid_t *host_pid, struct wshd_error *err);
-int ns_child_setup(const struct wshd_config *c, pid_t host_pid, struct wshd_error *err);
+pid_t ns_clone(const struct wshd_config *c, struct wshd_error *err);
+int ns_parent_run(struct ns_barrier *b, pid_t child, const struct wshd_config *c,
+                  const char *socket_path);
+int ns_child_wait(struct ns_barrier *b, struct wshd_error *err);
+int ns_child_setup(const struct wshd_config *c, struct wshd_error *err);
 int ns_child_report(struct ns_barrier *b, const struct wshd_error *err);
 
 /* main.c: send one datagram to a client; failures only lose that message (see main.c). */

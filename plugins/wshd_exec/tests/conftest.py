@@ -1,5 +1,6 @@
-"""Fixtures for the wshd tests: the built binary, a busybox root, and containers that are
-always killed (and checked gone) after the test, whatever the test did."""
+"""Fixtures for the wshd tests: the built binary, a busybox root (optionally with a static
+syscall probe), and containers that are always killed (and checked gone) after the test,
+whatever the test did."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from warden_wshd_exec.wshd_client import (
 )
 
 WSHD_DIR = Path(__file__).resolve().parents[3] / "native" / "wshd"
+PROBE_SOURCE = Path(__file__).resolve().parent / "probe" / "syscall_probe.c"
 BUSYBOX = Path("/bin/busybox")
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
@@ -86,6 +88,19 @@ def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in applets.stdout.split():
         if name != "busybox":
             (root / "bin" / name).symlink_to("busybox")
+    return root
+
+
+@pytest.fixture(scope="session")
+def probe_root(busybox_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The busybox root plus /bin/syscall_probe (tests/probe/syscall_probe.c, linked static)."""
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler for the syscall probe (apt-get install gcc libc6-dev)")
+    root = tmp_path_factory.mktemp("probe-root")
+    root.chmod(0o755)
+    shutil.copytree(busybox_root, root, symlinks=True, dirs_exist_ok=True)
+    subprocess.run(["cc", "-static", "-O2", "-o", str(root / "bin" / "syscall_probe"),
+                    str(PROBE_SOURCE)], check=True)
     return root
 
 
@@ -179,18 +194,29 @@ class Containers:
         return run_dir, base / "root", work_dir
 
     def launch(
-        self, binds: Sequence[tuple[str, str, bool]] = (), hostname: str = "box"
+        self,
+        binds: Sequence[tuple[str, str, bool]] = (),
+        hostname: str = "box",
+        id_map: tuple[int, int] | None = None,
+        prepare: Callable[[Path], None] | None = None,
     ) -> tuple[WshdLaunch, Path, Path, Path]:
+        """Start wshd up to its barrier; prepare(root) may first change the root's copy."""
         run_dir, root_dir, work_dir = self.new_dirs()
-        launch = start_wshd(self.binary, run_dir, root_dir, hostname, list(binds))
+        if prepare is not None:
+            prepare(root_dir)
+        launch = start_wshd(self.binary, run_dir, root_dir, hostname, list(binds), id_map=id_map)
         self.launches.append(launch)
         self.pids.append(launch.pid)
         return launch, run_dir, root_dir, work_dir
 
     def start(
-        self, binds: Sequence[tuple[str, str, bool]] = (), hostname: str = "box"
+        self,
+        binds: Sequence[tuple[str, str, bool]] = (),
+        hostname: str = "box",
+        id_map: tuple[int, int] | None = None,
+        prepare: Callable[[Path], None] | None = None,
     ) -> Container:
-        launch, run_dir, root_dir, work_dir = self.launch(binds, hostname)
+        launch, run_dir, root_dir, work_dir = self.launch(binds, hostname, id_map, prepare)
         launch.release()
         return Container(launch.pid, run_dir, root_dir, work_dir, hostname)
 
@@ -211,6 +237,17 @@ class Containers:
 def containers(wshd_binary: Path, busybox_root: Path) -> Iterator[Containers]:
     with Subreaper():
         made = Containers(wshd_binary, busybox_root)
+        try:
+            yield made
+        finally:
+            made.teardown()
+
+
+@pytest.fixture
+def probed_containers(wshd_binary: Path, probe_root: Path) -> Iterator[Containers]:
+    """As `containers`, on the root that also holds /bin/syscall_probe."""
+    with Subreaper():
+        made = Containers(wshd_binary, probe_root)
         try:
             yield made
         finally:

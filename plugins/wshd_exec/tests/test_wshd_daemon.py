@@ -281,12 +281,23 @@ def test_abort_before_release_kills_the_init_and_removes_the_socket(containers) 
 
 
 def test_a_setup_failure_in_the_container_is_raised_by_release(containers) -> None:
-    # /bin/busybox is a file, so the bind's mount point cannot be made below it.
-    binds = [(str(containers.work), "/bin/busybox/x", False)]
-    launch, run_dir, _, _ = containers.launch(binds=binds)
-    with pytest.raises(WshdError, match=r"^wshd: mkdir \S+/bin/busybox/x: Not a directory$"):
+    # An empty read-only directory over /dev: the init finds no /dev/null to put its stdio on.
+    empty = containers.work / "empty"
+    empty.mkdir()
+    launch, run_dir, _, _ = containers.launch(binds=[(str(empty), "/dev", True)])
+    with pytest.raises(WshdError, match=r"^wshd: open /dev/null: No such file or directory$"):
         launch.release()
     assert not (run_dir / "wshd.sock").exists() and not (run_dir / "wshd.pid").exists()
+
+
+def test_a_bind_target_that_cannot_be_made_ends_start_up_before_the_clone(containers) -> None:
+    # /bin/busybox is a file, so the bind's mount point cannot be made below it.
+    binds = [(str(containers.work), "/bin/busybox/x", False)]
+    with pytest.raises(WshdError, match=(r"^wshd: bind onto /bin/busybox/x: "
+                                         r"open /bin/busybox in the root: Not a directory$")):
+        containers.launch(binds=binds)
+    # The fixture's teardown checks that no wshd process and no mount is left.
+    assert not list(containers.work.glob("c*/run/wshd.*"))
 
 
 def test_a_bad_command_line_is_raised_with_wshd_message(wshd_binary, tmp_path) -> None:

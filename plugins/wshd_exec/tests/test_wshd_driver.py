@@ -17,6 +17,7 @@ import pytest
 from warden_framework.config import Settings, settings_from_dict
 from warden_framework.container import ID_ALPHABET, ID_LENGTH, Container
 from warden_framework.errors import DriverError, WardenError
+from warden_framework.idmap import IdMap
 from warden_framework.jobs import Job
 from warden_wshd_exec import processes
 from warden_wshd_exec.driver import WshdDriver
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.integration]
 
 ROOTFS = Path(__file__).resolve().parents[3] / "build" / "rootfs"
 JOB_TIMEOUT = 20.0
+ID_MAP_BASE = 2_100_000_000  # far above any uid the host or other tests use
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = JOB_TIMEOUT) -> None:
@@ -191,14 +193,43 @@ def test_hook_start_init_lets_jobs_run_with_the_containers_hostname(driver, sett
 
 def test_hook_start_init_reports_a_setup_failure_inside_the_container(
         driver, settings, new_container, tmp_path) -> None:
-    # /bin/busybox is a file, so the bind's mount point cannot be made below it
-    box = new_container(binds=[{"src": str(tmp_path), "dst": "/bin/busybox/x", "mode": "rw"}])
+    # An empty read-only directory over /dev: the init finds no /dev/null for its stdio.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    box = new_container(binds=[{"src": str(empty), "dst": "/dev", "mode": "ro"}])
     box.records["exec"] = driver.setup_init(container=box, settings=settings)
     with pytest.raises(DriverError, match=(f"^wshd of {box.id} did not start: "
-                                           r"wshd: mkdir \S+/bin/busybox/x: Not a directory$")):
+                                           r"wshd: open /dev/null: No such file or directory$")):
         driver.start_init(container=box, record=box.records["exec"])
     wait_for(lambda: not alive(init_of(box)), "the failed init to die")
     assert not (box.run_dir / "wshd.sock").exists()
+
+
+def test_hook_setup_init_refuses_a_bind_target_below_a_file(driver, settings, new_container,
+                                                            tmp_path) -> None:
+    # /bin/busybox is a file: the launcher cannot make the mount point, before any clone.
+    box = new_container(binds=[{"src": str(tmp_path), "dst": "/bin/busybox/x", "mode": "rw"}])
+    with pytest.raises(DriverError, match=(f"^start wshd for {box.id}: wshd: bind onto "
+                                           r"/bin/busybox/x: open /bin/busybox in the root: "
+                                           r"Not a directory$")):
+        driver.setup_init(container=box, settings=settings)
+    assert processes_under(box.path) == []
+
+
+def test_hook_setup_init_with_an_id_map_gives_the_init_a_user_namespace(
+        driver, settings, new_container, spawn) -> None:
+    box = new_container()
+    box.id_map = IdMap(host_base=ID_MAP_BASE, size=65536)
+    # The server shifts the rootfs into the range; here only root's home needs to be its own.
+    os.chown(box.rootfs_dir / "root", ID_MAP_BASE, ID_MAP_BASE)
+    box.records["exec"] = driver.setup_init(container=box, settings=settings)
+    driver.start_init(container=box, record=box.records["exec"])
+    pid = init_of(box)
+    assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", str(ID_MAP_BASE), "65536"]
+    job = spawn(box, "id -u; cat /proc/self/uid_map", privileged=True)
+    assert finished(job) == 0
+    assert job.stdout_path.read_text().split() == ["0", "0", str(ID_MAP_BASE), "65536"]
 
 
 def test_hook_teardown_init_kills_the_init_and_its_jobs_and_twice_is_harmless(

@@ -53,9 +53,11 @@ class WshdDriver(ExecDriver):
         container.run_dir.mkdir(exist_ok=True)
         binds = [(b["src"], b["dst"], b["mode"] == "ro") for b in container.binds]
         cgroup_tasks = (container.records.get("limits") or {}).get("tasks", [])
+        id_map = container.id_map
         try:
             launch = start_wshd(self.binary, container.run_dir, container.rootfs_dir,
-                                container.id, binds, cgroup_tasks=cgroup_tasks)
+                                container.id, binds, cgroup_tasks=cgroup_tasks,
+                                id_map=None if id_map is None else (id_map.host_base, id_map.size))
         except (WshdError, OSError) as exc:
             raise DriverError(f"start wshd for {container.id}: {exc}") from exc
         self._launches[container.id] = launch
@@ -181,8 +183,7 @@ def _open_job_files(job) -> list[int]:
         out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         err = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     else:
-        out = os.open(job.stdout_path, flags, 0o600)
-        err = os.open(job.stderr_path, flags, 0o600)
+        out, err = job.open_output()
     status = os.open(job.status_path, flags, 0o600)
     return [stdin, out, err, status]
 

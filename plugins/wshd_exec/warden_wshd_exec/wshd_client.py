@@ -487,12 +487,14 @@ def start_wshd(
     binds: Sequence[tuple[str, str, bool]],
     timeout: float = 10.0,
     cgroup_tasks: Sequence[str] = (),
+    id_map: tuple[int, int] | None = None,
 ) -> WshdLaunch:
     """Start wshd up to its barrier and return the launch (its .pid is the init's host pid).
 
     binds are (host source, container destination, read_only). The init is born in the cgroups
-    whose `tasks` files `cgroup_tasks` names. The caller calls release() (or go() and later
-    wait_ready()), or abort() to give up.
+    whose `tasks` files `cgroup_tasks` names. id_map (host base, count) gives it a user
+    namespace whose ids 0..count-1 are host ids base..base+count-1; None: no user namespace.
+    The caller calls release() (or go() and later wait_ready()), or abort() to give up.
     """
     args = [os.fspath(binary), "--run", os.fspath(run_dir), "--root", os.fspath(root_dir)]
     args += ["--hostname", hostname]
@@ -500,6 +502,8 @@ def start_wshd(
         args += ["--bind", f"{src}:{dst}:{'ro' if read_only else 'rw'}"]
     for path in cgroup_tasks:
         args += ["--cgroup-tasks", path]
+    if id_map is not None:
+        args += ["--id-map", f"{id_map[0]}:{id_map[1]}"]
     # A session of its own: signals to the server's process group must not reach containers.
     proc = subprocess.Popen(
         args,
