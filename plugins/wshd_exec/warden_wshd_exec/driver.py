@@ -17,7 +17,7 @@ from warden_framework import hookimpl
 from warden_framework.drivers import ExecDriver
 from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 
-from . import jobspec, processes
+from . import jobspec, processes, userns
 from .reaper import Reaper
 from .wshd_client import (WshdConnection, WshdError, is_alive, kill_wshd, parse_status_file,
                           read_pid_file, start_wshd)
@@ -39,6 +39,12 @@ class WshdDriver(ExecDriver):
         if not os.access(path, os.X_OK):
             raise DriverUnavailable(f"wshd binary {path} not found or not executable "
                                     f"(make -C native/wshd, or scripts/bootstrap.sh)")
+        if settings.user.namespaces:
+            refused = userns.user_namespace_refusal()
+            if refused:
+                raise DriverUnavailable(
+                    f"wshd: the kernel refuses a new user namespace ({refused}); set "
+                    f"user.namespaces: false, or allow them (sysctl user.max_user_namespaces)")
 
     @property
     def reaper(self) -> Reaper:
