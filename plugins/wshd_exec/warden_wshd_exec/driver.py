@@ -189,7 +189,8 @@ def _open_job_files(job) -> list[int]:
         out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         err = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     else:
-        out, err = job.open_output()
+        out = os.open(job.stdout_path, flags, 0o600)
+        err = os.open(job.stderr_path, flags, 0o600)
     status = os.open(job.status_path, flags, 0o600)
     return [stdin, out, err, status]
 
