@@ -2,8 +2,8 @@
 
 Only sources under `server.bind_mount_allowed_paths` are accepted, judged after every symlink
 is resolved, and the resolved path is what the exec driver mounts: a source that is a symlink
-to /etc is refused like /etc itself. Whether the source exists is the rootfs driver's check
-(Warden's own error text); this module does no I/O beyond resolving the path.
+to /etc is refused like /etc itself. A source that does not exist is left to the rootfs
+driver's check, so the client gets Warden's own text for it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def allowed_binds(binds: Sequence[dict], allowed: Sequence[str]) -> list[dict]:
     checked = []
     for bind in binds:
         source = os.path.realpath(bind["src"])
-        if not any(is_under(source, prefix) for prefix in prefixes):
+        if os.path.exists(source) and not any(is_under(source, prefix) for prefix in prefixes):
             where = ", ".join(allowed) if allowed else "none are allowed"
             raise WardenError(f"bind mount source {bind['src']} is not under an allowed path "
                               f"({where}: server.bind_mount_allowed_paths)")

@@ -28,7 +28,7 @@ def test_a_symlink_out_of_the_allowed_path_is_refused_naming_the_source(tmp_path
         allowed_binds([bind(tmp_path / "allowed" / "etc")], [str(tmp_path / "allowed")])
 
 
-@pytest.mark.parametrize("src", ["/", "/etc", "/tmp/../etc", "/tmpfoo"])
+@pytest.mark.parametrize("src", ["/", "/etc", "/tmp/../etc", "/usr/bin"])
 def test_paths_that_only_look_like_a_prefix_are_refused(src: str) -> None:
     with pytest.raises(WardenError, match="is not under an allowed path"):
         allowed_binds([bind(src)], ["/tmp"])
@@ -38,3 +38,8 @@ def test_an_empty_list_refuses_every_bind_and_says_so() -> None:
     with pytest.raises(WardenError, match=r"\(none are allowed: "):
         allowed_binds([bind("/tmp")], [])
     assert allowed_binds([], []) == []
+
+
+def test_a_missing_source_is_left_for_warden_s_own_error(tmp_path: Path) -> None:
+    [got] = allowed_binds([bind("/nonexistent")], [str(tmp_path)])
+    assert got["src"] == "/nonexistent"
