@@ -154,9 +154,12 @@ def test_missing_rootfs_and_bind_source_errors(client, tmp_path):
     assert list(client.list().handles) == []
 
 
-def test_bind_mounts_ro_and_rw(client, tmp_path):
+def test_bind_mounts_ro_and_rw(client, warden, tmp_path):
+    """A rw bind is written with the container's own host ids (its user namespace's range):
+    the directory must let them write, as any host directory must let its writer."""
     ro, rw = tmp_path / "ro", tmp_path / "rw"
     ro.mkdir(), rw.mkdir()
+    rw.chmod(0o777)
     (ro / "f").write_text("data")
     h = client.create(bind_mounts=[{"src_path": str(ro), "dst_path": "/mnt/ro", "mode": "ro"},
                                    {"src_path": str(rw), "dst_path": "/mnt/rw", "mode": "rw"}]).handle
@@ -164,7 +167,7 @@ def test_bind_mounts_ro_and_rw(client, tmp_path):
     assert resp.stdout == b"data" and resp.exit_status == 1
     assert b"Read-only file system" in resp.stderr
     assert run(client, h, "touch /mnt/rw/g", privileged=True).exit_status == 0
-    assert (rw / "g").exists()
+    assert (rw / "g").stat().st_uid in range(warden.settings.user.namespace_start_uid, 2**32)
     assert str(ro) not in open("/proc/self/mounts").read()
 
 
