@@ -1,6 +1,7 @@
 """Memory limits with OOM events and cpu shares through the server (facts §4.7, §5.6, §5.7)."""
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -68,15 +69,31 @@ def test_oom_watch_survives_restart(server_process):
         assert c.limit_memory(handle=h).limit_in_bytes == 32 * 1024 * 1024
 
 
+def _cgroup_paths(text: str) -> dict[str, str]:
+    """/proc/<pid>/cgroup (hierarchy-id:controllers:path) as controller -> path."""
+    return {ctrl: path for _, ctrls, path in (line.split(":", 2) for line in text.splitlines())
+            for ctrl in ctrls.split(",")}
+
+
 def test_jobs_are_born_in_the_containers_cgroups(client):
+    """Seen from the host, a job sits in the container's groups; seen from inside, its
+    cgroup namespace shows only "/" (the host's hierarchy stays hidden)."""
     h = client.create().handle
-    container_id = client.info(handle=h).container_path.decode().rstrip("/").rsplit("/", 1)[1]
-    lines = client.run(handle=h, script=b"cat /proc/self/cgroup").stdout.decode().splitlines()
-    # hierarchy-id:controllers:path, for the controllers the limits driver requires
-    paths = {ctrl: path for _, ctrls, path in (line.split(":", 2) for line in lines)
-             for ctrl in ctrls.split(",")}
+    path = Path(client.info(handle=h).container_path.decode())
+    inside = client.run(handle=h, script=b"cat /proc/self/cgroup").stdout.decode()
+    assert {_cgroup_paths(inside)[c] for c in ("cpu", "memory", "devices")} == {"/"}, inside
+    client.spawn(handle=h, script=b"exec sleep 60")
+    init = int((path / "run" / "wshd.pid").read_text())
+    deadline = time.monotonic() + 10
+    while True:
+        kids = Path(f"/proc/{init}/task/{init}/children").read_text().split()
+        sleeping = [k for k in kids if Path(f"/proc/{k}/comm").read_text().strip() == "sleep"]
+        if sleeping or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    paths = _cgroup_paths(Path(f"/proc/{sleeping[0]}/cgroup").read_text())
     for ctrl in ("cpu", "cpuacct", "memory", "devices"):
-        assert paths[ctrl].endswith("/" + container_id), lines
+        assert paths[ctrl].endswith("/" + path.name), paths
 
 
 def test_container_rlimits_from_config_apply_to_every_job(tmp_path):
