@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -84,8 +85,11 @@ static int rootfs_mount_at(int root_fd, const char *path, const char *source, co
     return 0;
 }
 
-/* Nodes are made by host root: a user namespace could not mknod them. */
-static int rootfs_dev_entries(int dev_fd, struct wshd_error *err)
+/*
+ * Nodes are made by host root: a user namespace could not mknod them. They and the links
+ * belong to the container's root (`owner`: host id of its container id 0), as the tmpfs does.
+ */
+static int rootfs_dev_entries(int dev_fd, uid_t owner, struct wshd_error *err)
 {
     for (size_t i = 0; i < ROOTFS_COUNT(rootfs_dev_nodes); i++) {
         const struct rootfs_dev_node *n = &rootfs_dev_nodes[i];
@@ -95,10 +99,17 @@ static int rootfs_dev_entries(int dev_fd, struct wshd_error *err)
         /* mknod applies the umask; the nodes must be usable by every uid. */
         if (fchmodat(dev_fd, n->name, 0666, 0) < 0)
             return wshd_error_set(err, errno, "chmod /dev/%s", n->name);
+        if (fchownat(dev_fd, n->name, owner, owner, AT_SYMLINK_NOFOLLOW) < 0)
+            return wshd_error_set(err, errno, "chown /dev/%s", n->name);
     }
-    for (size_t i = 0; i < ROOTFS_COUNT(rootfs_dev_links); i++)
-        if (symlinkat(rootfs_dev_links[i][1], dev_fd, rootfs_dev_links[i][0]) < 0)
-            return wshd_error_set(err, errno, "symlink /dev/%s", rootfs_dev_links[i][0]);
+    for (size_t i = 0; i < ROOTFS_COUNT(rootfs_dev_links); i++) {
+        const char *name = rootfs_dev_links[i][0];
+
+        if (symlinkat(rootfs_dev_links[i][1], dev_fd, name) < 0)
+            return wshd_error_set(err, errno, "symlink /dev/%s", name);
+        if (fchownat(dev_fd, name, owner, owner, AT_SYMLINK_NOFOLLOW) < 0)
+            return wshd_error_set(err, errno, "chown /dev/%s", name);
+    }
     if (mkdirat(dev_fd, "pts", 0755) < 0)
         return wshd_error_set(err, errno, "mkdir /dev/pts");
     if (mkdirat(dev_fd, "shm", 0755) < 0)
@@ -106,26 +117,28 @@ static int rootfs_dev_entries(int dev_fd, struct wshd_error *err)
     return 0;
 }
 
-static int rootfs_mount_dev(int root_fd, struct wshd_error *err)
+static int rootfs_mount_dev(int root_fd, uid_t owner, struct wshd_error *err)
 {
     char target[RESOLVE_FD_PATH_MAX];
+    char data[64];
     cleanup_close int dev = resolve_plain_dir(root_fd, "dev", 0755, err);
 
     if (dev < 0)
         return -1;
+    snprintf(data, sizeof data, "mode=755,uid=%u,gid=%u", (unsigned)owner, (unsigned)owner);
     if (mount("tmpfs", resolve_fd_path(target, dev), "tmpfs", MS_NOSUID | MS_STRICTATIME,
-              "mode=755") < 0)
+              data) < 0)
         return wshd_error_set(err, errno, "mount tmpfs on /dev");
     /* The descriptor names the directory below the tmpfs: look /dev up again to enter it. */
     (void)close(take_fd(&dev));
     dev = resolve_plain_dir(root_fd, "dev", 0755, err);
-    if (dev < 0 || rootfs_dev_entries(dev, err) < 0)
+    if (dev < 0 || rootfs_dev_entries(dev, owner, err) < 0)
         return -1;
     if (rootfs_mount_at(root_fd, "/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
                         "newinstance,ptmxmode=0666,mode=620", err) < 0)
         return -1;
-    return rootfs_mount_at(root_fd, "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV,
-                           "mode=1777", err);
+    snprintf(data, sizeof data, "mode=1777,uid=%u,gid=%u", (unsigned)owner, (unsigned)owner);
+    return rootfs_mount_at(root_fd, "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV, data, err);
 }
 
 /* nosuid and nodev always, read-only if asked or if the source is; noexec kept from the source. */
@@ -189,7 +202,7 @@ int rootfs_build(const struct wshd_config *c, struct wshd_error *err)
         return wshd_error_set(err, errno, "open %s", c->root_dir);
     /* The init mounts proc on "proc" relative to the root: it must not be a symlink. */
     proc = resolve_plain_dir(root_fd, "proc", 0555, err);
-    if (proc < 0 || rootfs_mount_dev(root_fd, err) < 0)
+    if (proc < 0 || rootfs_mount_dev(root_fd, c->id_map ? c->id_base : 0, err) < 0)
         return -1;
     for (size_t i = 0; i < c->nbinds; i++)
         if (rootfs_bind(root_fd, &c->binds[i], err) < 0)

@@ -157,6 +157,10 @@ def test_dev_holds_exactly_the_expected_entries(containers) -> None:
     devices = container.run(["/bin/sh", "-c", "head -c 3 /dev/zero | wc -c; echo x >/dev/null "
                                               "&& echo ok; echo x > /dev/full"])
     assert devices.stdout == "3\nok\n" and "No space left" in devices.stderr
+    # owned by the container's root, as a /dev of its own should be (not by nobody)
+    owners = container.run(["stat", "-c", "%u:%g %n", "/dev", "/dev/null", "/dev/shm",
+                            "/dev/stdin"]).stdout.split("\n")
+    assert [line.split()[0] for line in owners if line] == ["0:0"] * 4, owners
 
 
 @pytest.mark.parametrize("id_map", MODES)
