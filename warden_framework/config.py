@@ -49,6 +49,10 @@ class ServerSettings:
     # Host path prefixes a create's bind_mounts may take their source from (after symlinks are
     # resolved); any other source is refused. An empty list refuses every bind mount.
     bind_mount_allowed_paths: tuple[str, ...] = ("/tmp", "/var/tmp")
+    # Ours: processes (and threads) one container may hold at once; 0 or null: no limit.
+    container_pids_limit: int | None = 1024
+    # Ours: client connections served at once; more are closed at once, with a log line.
+    max_connections: int = 1024
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,10 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"server.container_rlimits.{name}: expected a non-negative integer, got {value!r}")
     if not s.name_prefix or len(s.name_prefix) > 10 or not s.name_prefix.replace("-", "").isalnum():
         raise ConfigError(f"server.name_prefix: {s.name_prefix!r} must be 1-10 letters, digits or '-'")
+    if s.container_pids_limit is not None and s.container_pids_limit < 0:
+        raise ConfigError("server.container_pids_limit: must be >= 0 (0 or null: no limit)")
+    if s.max_connections < 1:
+        raise ConfigError("server.max_connections: must be >= 1")
     if s.max_frame_bytes < 1024:
         raise ConfigError("server.max_frame_bytes: must be >= 1024")
     try:

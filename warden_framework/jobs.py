@@ -19,6 +19,11 @@ from typing import AsyncIterator
 # read at once; this only bounds the latency of new output.
 FOLLOW_INTERVAL = 0.01
 CHUNK = 1 << 20
+# What Link, Run and Stream deliver past job_output_limit at most: Warden's server stops
+# reading once its buffer passed the limit, so it holds up to one read more (facts §12.2).
+READ_CHUNK = 1 << 16
+# Output files smaller than this are read on the event loop; larger ones in a thread.
+SMALL_READ = 1 << 16
 EXIT_KILLED = 255
 # The next job's directory, made ahead (see make_job_dir); never a job id, so recovery
 # removes a leftover one like any directory no snapshot names.
@@ -61,6 +66,11 @@ class Job:
     recorded: bool = False
     # How long the exec driver may wait in spawn for the job's end (hookspecs.spawn).
     linger: float = 0.0
+    # job_output_limit, for the check at the job's end (None: not checked, output discarded).
+    output_limit: int | None = None
+    # How far `log_tag` forwarding has sent each output file (to its last complete line): in
+    # the snapshot, so after a restart forwarding resumes there and no line is skipped.
+    log_offsets: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._done = threading.Event()
@@ -86,7 +96,14 @@ class Job:
         return self._done.is_set()
 
     def finish(self, exit_status: int) -> None:
-        """Record the exit status (first call wins) and wake every waiter. Thread-safe."""
+        """Record the exit status (first call wins) and wake every waiter. Thread-safe.
+
+        A job whose output passed the limit ends as killed for it, however fast it exited
+        before the server's periodic check (facts §6.4: Warden records the event and kills)."""
+        if (self.output_limit is not None and not self._done.is_set()
+                and self.output_size() > self.output_limit):
+            self.output_limit_hit = True
+            exit_status = EXIT_KILLED
         with self._lock:
             if self._done.is_set():
                 return
@@ -110,7 +127,9 @@ class Job:
         return sum(_size(p) for p in (self.stdout_path, self.stderr_path))
 
     def read_output(self, limit: int) -> tuple[bytes, bytes]:
-        """Both outputs, at most `limit` bytes combined (stdout first)."""
+        """Both outputs, at most `limit` bytes plus one read chunk combined (stdout first):
+        what Warden's server buffers at most (facts §6.4)."""
+        limit += READ_CHUNK
         out = _read(self.stdout_path, limit)
         err = _read(self.stderr_path, limit - len(out))
         return out, err
@@ -122,8 +141,11 @@ class Job:
     async def follow(self, limit: int, start: dict[str, int] | None = None
                      ) -> AsyncIterator[tuple[str, bytes]]:
         """Yield (name, data) chunks of both files until the job is done, from the start of
-        each file or from the offsets in `start`."""
+        each file or from the offsets in `start`; at most `limit` plus one read chunk in all.
+        Large reads run in the default executor, so a big file never stalls the loop."""
         files = {}
+        limit += READ_CHUNK
+        loop = asyncio.get_running_loop()
         try:
             sent = 0
             while True:
@@ -137,7 +159,7 @@ class Job:
                     f = files[name]
                     if f is None or sent >= limit:
                         continue
-                    data = f.read(min(CHUNK, limit - sent))
+                    data = await _read_some(loop, f, min(CHUNK, limit - sent))
                     if data:
                         sent += len(data)
                         progressed = True
@@ -154,14 +176,15 @@ class Job:
     def to_dict(self) -> dict:
         return {"privileged": self.privileged, "discard_output": self.discard_output,
                 "log_tag": self.log_tag, "exit_status": self.exit_status, "record": self.record,
-                "output_limit_hit": self.output_limit_hit}
+                "output_limit_hit": self.output_limit_hit, "log_offsets": dict(self.log_offsets)}
 
     @classmethod
     def from_dict(cls, job_id: int, jobs_dir: Path, data: dict) -> Job:
         return cls(id=job_id, dir=jobs_dir / str(job_id), privileged=data.get("privileged", False),
                    discard_output=data.get("discard_output", False), log_tag=data.get("log_tag"),
                    exit_status=data.get("exit_status"), record=data.get("record", {}),
-                   output_limit_hit=data.get("output_limit_hit", False), recorded=True)
+                   output_limit_hit=data.get("output_limit_hit", False),
+                   log_offsets=data.get("log_offsets") or {}, recorded=True)
 
 
 def make_job_dir(jobs_dir: Path, job_id: int) -> Path:
@@ -216,6 +239,13 @@ def _read(path: Path, limit: int) -> bytes:
     finally:
         os.close(fd)
     return b"".join(chunks)
+
+
+async def _read_some(loop: asyncio.AbstractEventLoop, f, size: int) -> bytes:
+    """Up to `size` bytes of the file `f`: on the loop when little is there, else in a thread."""
+    if os.fstat(f.fileno()).st_size - f.tell() <= SMALL_READ:
+        return f.read(size)
+    return await loop.run_in_executor(None, f.read, size)
 
 
 def _open(path: Path):

@@ -231,7 +231,8 @@ class Orchestrator:
         merged = {**self.settings.server.container_rlimits, **rlimits}
         job = Job(id=job_id, dir=make_job_dir(container.jobs_dir, job_id), script=script,
                   privileged=privileged, rlimits=merged, discard_output=discard_output,
-                  log_tag=log_tag, linger=linger)
+                  log_tag=log_tag, linger=linger,
+                  output_limit=None if discard_output else self.settings.server.job_output_limit)
         try:
             job.record = self.hooks.spawn(container, job, self.settings) or {}
         except BaseException:
@@ -438,6 +439,7 @@ class Orchestrator:
         container.jobs = {int(k): Job.from_dict(int(k), container.jobs_dir, v)
                           for k, v in data.get("jobs", {}).items()}
         _remove_unrecorded_jobs(container)
+        self._arm_output_limits(container)
         self._reserve(container)
         try:
             self.hooks.recover(container, self.settings)
@@ -448,6 +450,12 @@ class Orchestrator:
             self.containers[container.handle] = container
         self.write_snapshot(container)
         return container
+
+    def _arm_output_limits(self, container: Container) -> None:
+        """Check the output limit of every running job at its end, as for a new one."""
+        for job in container.jobs.values():
+            if not job.done and not job.discard_output:
+                job.output_limit = self.settings.server.job_output_limit
 
     def _reserve(self, container: Container) -> None:
         if container.network is not None:

@@ -1,5 +1,6 @@
 """Memory limits with OOM events and cpu shares through the server (facts §4.7, §5.6, §5.7)."""
 
+import os
 import time
 from pathlib import Path
 
@@ -105,3 +106,28 @@ def test_container_rlimits_from_config_apply_to_every_job(tmp_path):
         assert c.run(handle=h, script=b"ulimit -n").stdout == b"2048\n"
         assert c.run(handle=h, script=b"ulimit -n", rlimits={"nofile": 1234}).stdout == b"1234\n"
         assert c.run(handle=h, script=b"ulimit -n").stdout == b"2048\n"  # no leak into later jobs
+
+
+def test_fork_bomb_as_container_root_stops_at_the_pids_limit(tmp_path):
+    """A privileged fork loop (container root, so RLIMIT_NPROC does not hold it) stays within
+    server.container_pids_limit; another container still runs jobs; destroy cleans it all."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    settings = server_settings(tmp_path, server={"container_pids_limit": 64})
+    with running_server(settings) as srv, Client(settings.server.unix_domain_path) as c:
+        bomb, other = c.create().handle, c.create().handle
+        bomb_id = os.path.basename(c.info(handle=bomb).container_path.decode())
+        c.spawn(handle=bomb, privileged=True, discard_output=True,
+                script=b"f() { f & f & wait; }; f")
+        wait_for(lambda: c.info(handle=bomb).pid_stat.current >= 60)
+        stat = c.info(handle=bomb).pid_stat
+        assert stat.limit == 64 and stat.current <= 64
+        assert c.run(handle=other, script=b"echo fine").stdout == b"fine\n"
+        time.sleep(0.5)  # the loop keeps forking meanwhile
+        assert c.info(handle=bomb).pid_stat.current <= 64
+        c.destroy(handle=bomb)
+        srv.call(srv.server.wait_cleanups)
+        group = Path(settings.server.cgroup_root, "pids", settings.server.name_prefix, bomb_id)
+        assert not group.exists()
+        assert c.run(handle=other, script=b"echo still").stdout == b"still\n"

@@ -46,3 +46,13 @@ def test_unreadable_yaml(tmp_path):
     path.write_text("server: [")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_settings(path)
+
+
+def test_containment_keys_default_and_validate():
+    s = settings_from_dict({})
+    assert (s.server.container_pids_limit, s.server.max_connections) == (1024, 1024)
+    assert settings_from_dict({"server": {"container_pids_limit": None}}).server.container_pids_limit is None
+    with pytest.raises(ConfigError, match="server.container_pids_limit: must be >= 0"):
+        settings_from_dict({"server": {"container_pids_limit": -1}})
+    with pytest.raises(ConfigError, match="server.max_connections: must be >= 1"):
+        settings_from_dict({"server": {"max_connections": 0}})

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from ..container import DESTROYED, Container, handle_from_wire, handle_to_wire
 from ..errors import WardenError
-from ..jobs import Job
+from ..jobs import SMALL_READ, Job
 from ..orchestrator import OUTPUT_EXCEEDED
 from ..protocol import frame_message, pb
 
@@ -24,7 +24,7 @@ DISK_FIELDS = ("block_limit", "block", "block_soft", "block_hard", "inode_limit"
                "inode_soft", "inode_hard", "byte_limit", "byte", "byte_soft", "byte_hard")
 NET_OUT_FIELDS = ("network", "port", "port_range", "protocol", "icmp_type", "icmp_code", "log")
 STAT_MESSAGES = {"memory_stat": pb.MemoryStat, "cpu_stat": pb.CpuStat, "disk_stat": pb.DiskStat,
-                 "bandwidth_stat": pb.BandwidthStat}
+                 "bandwidth_stat": pb.BandwidthStat, "pid_stat": pb.PidStat}
 # Requests whose connection is closed at once by a drain: they may wait for a long time.
 LONG_WAITS = ("LinkRequest", "RunRequest", "StreamRequest")
 
@@ -181,10 +181,11 @@ class Dispatcher:
         await job.wait()
         if job.output_limit_hit:
             container.add_event(OUTPUT_EXCEEDED)
-        return self._linked(container, job, response_cls, await self.info_of(container))
-
-    def _linked(self, container: Container, job: Job, response_cls, info: pb.InfoResponse):
-        response = self._response(job, response_cls, info)
+        info = await self.info_of(container)
+        if job.output_size() > SMALL_READ:  # megabytes of output: read off the loop
+            response = await self.server.blocking(self._response, job, response_cls, info)
+        else:
+            response = self._response(job, response_cls, info)
         self.forget(container, job)
         return response
 

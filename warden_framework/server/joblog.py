@@ -34,9 +34,12 @@ async def forward_output(job: Job, limit: int, socket_path: str | None,
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         sock.setblocking(False)
         try:
+            offsets = {"stdout": 0, "stderr": 0, **(start or {})}
             async for name, data in job.follow(limit, start):
                 lines, pending[name] = split_lines(pending[name], data)
                 _send(sock, path, syslog_datagrams(job.log_tag, name, lines))
+                offsets[name] += len(data)
+                job.log_offsets[name] = offsets[name] - len(pending[name])
             for name, rest in pending.items():
                 if rest:
                     _send(sock, path, syslog_datagrams(job.log_tag, name, [rest]))

@@ -28,6 +28,13 @@ from .joblog import forward_output
 
 log = logging.getLogger(__name__)
 READ_SIZE = 1 << 16
+# What one connection may hold: a partial frame past SLOW_FRAME_BYTES must keep coming, at
+# MIN_FRAME_RATE bytes/s averaged since its first byte (plus FRAME_GRACE seconds) and with no
+# pause longer than FRAME_STALL seconds, or the connection is closed and its buffer freed.
+SLOW_FRAME_BYTES = 1 << 16
+MIN_FRAME_RATE = 1 << 16
+FRAME_GRACE = 1.0
+FRAME_STALL = 2.0
 OUTPUT_CHECK_INTERVAL = 0.1
 # How long a stale snapshot (a job ended or was forgotten) may wait for its write. Any write
 # in between (the next spawn's) settles it, so a busy container writes once per job.
@@ -197,14 +204,16 @@ class WardenServer:
 
     def track_job(self, container: Container, job: Job, recovered: bool = False) -> None:
         """Enforce the output limit while the job runs; mark the snapshot stale when it ends;
-        copy its output to syslog when it has a log_tag (after a restart, only new output,
-        so no line is logged twice). A job that already ended (a short Run's) needs no task."""
+        copy its output to syslog when it has a log_tag (after a restart, from where the
+        snapshot says forwarding got to, so a line written while no server ran is not skipped;
+        lines after the last snapshot write are sent again). A job that already ended (a short
+        Run's) needs no task."""
         if job.done:
             self._job_ended(container, job)
         else:
             self.background(self._supervise_job(container, job))
         if job.log_tag and not job.discard_output:
-            start = job.output_offsets() if recovered else None
+            start = dict(job.log_offsets) if recovered else None
             self.background(forward_output(job, self.settings.server.job_output_limit,
                                            self.settings.server.syslog_socket, start))
 
@@ -316,6 +325,11 @@ class WardenServer:
         if self.draining:
             writer.close()
             return
+        if len(self.connections) >= self.settings.server.max_connections:
+            log.warning("refusing a connection: %d open (server.max_connections)",
+                        len(self.connections))
+            writer.close()
+            return
         conn = Connection(writer)
         conn.task = asyncio.current_task()
         self.connections.add(conn)
@@ -342,14 +356,30 @@ class WardenServer:
         """Answer every complete frame in arrival order until EOF or drain. A bad frame raises
         ProtocolError, but only after the frames that came before it have been answered."""
         decoder = FrameDecoder(max_frame=self.settings.server.max_frame_bytes)
+        loop = asyncio.get_running_loop()
+        started = 0.0  # when the partial frame in the decoder began
         while not conn.draining:
-            data = await reader.read(READ_SIZE)
+            if decoder.pending > SLOW_FRAME_BYTES:
+                now = loop.time()
+                deadline = min(now + FRAME_STALL,
+                               started + FRAME_GRACE + decoder.pending / MIN_FRAME_RATE)
+                try:
+                    data = await asyncio.wait_for(reader.read(READ_SIZE), max(0.0, deadline - now))
+                except asyncio.TimeoutError:
+                    log.warning("connection %d: closed: a frame stalled at %d bytes (slower "
+                                "than %d bytes/s)", conn.id, decoder.pending, MIN_FRAME_RATE)
+                    return
+            else:
+                data = await reader.read(READ_SIZE)
             if not data:
                 return
+            fresh = not decoder.pending
             try:
                 frames, bad = decoder.feed(data), None
             except FrameError as exc:
                 frames, bad = exc.frames, exc
+            if fresh or frames:  # the partial frame left in the decoder began with this read
+                started = loop.time()
             for frame in frames:
                 await self._answer(conn, decode_message(frame))
                 if conn.draining:

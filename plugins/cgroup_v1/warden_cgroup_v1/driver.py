@@ -1,5 +1,5 @@
-"""The cgroup v1 limits driver: a table of contents over cgroups, devices, memory, cpu, stats
-and oom. Groups live at `<cgroup_root>/<ctrl>/<name_prefix>/<container id>`."""
+"""The cgroup v1 limits driver: a table of contents over cgroups, devices, memory, cpu, pids,
+stats and oom. Groups live at `<cgroup_root>/<ctrl>/<name_prefix>/<container id>`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from warden_framework import hookimpl
 from warden_framework.drivers import LimitsDriver
 from warden_framework.errors import DriverError, DriverUnavailable
 
-from . import cgroups, cpu, devices, memory, stats
+from . import cgroups, cpu, devices, memory, pids, stats
 from .errors import CgroupError
 from .oom import OomWatch
 
@@ -62,6 +62,8 @@ class CgroupV1Driver(LimitsDriver):
         them through the `tasks` files named in the record (a process moving itself is fast)."""
         paths = cgroups.create(self.root, self.prefix, container.id, self.hierarchies)
         devices.restrict(paths.devices)
+        if "pids" in paths.by_controller:
+            pids.set_max(paths["pids"], settings.server.container_pids_limit)
         return {"prefix": self.prefix, "controllers": sorted(paths.by_controller),
                 "tasks": [str(path) for path in cgroups.tasks_files(paths)]}
 
@@ -97,8 +99,11 @@ class CgroupV1Driver(LimitsDriver):
         files = self._stat_files.get(container.id)
         if files is None:
             files = self._stat_files.setdefault(container.id, stats.OpenStatFiles())
-        return {"memory_stat": stats.memory_stat(paths.memory, files.read),
-                "cpu_stat": stats.cpu_stat(paths.cpuacct, files.read)}
+        fields = {"memory_stat": stats.memory_stat(paths.memory, files.read),
+                  "cpu_stat": stats.cpu_stat(paths.cpuacct, files.read)}
+        if "pids" in paths.by_controller:
+            fields["pid_stat"] = pids.pid_stat(paths["pids"], files.read)
+        return fields
 
     @hookimpl
     def event_sources(self, container):
@@ -122,3 +127,5 @@ class CgroupV1Driver(LimitsDriver):
             memory.set_limit(paths.memory, container.memory_limit)
         if container.cpu_shares is not None:
             cpu.set_shares(paths.cpu, container.cpu_shares)
+        if "pids" in paths.by_controller:  # the configured limit may have changed
+            pids.set_max(paths["pids"], settings.server.container_pids_limit)

@@ -285,8 +285,16 @@ class InfoRequest(_message.Message):
     handle: bytes
     def __init__(self, handle: _Optional[bytes] = ...) -> None: ...
 
+class PidStat(_message.Message):
+    __slots__ = ("current", "limit")
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    current: int
+    limit: int
+    def __init__(self, current: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
 class InfoResponse(_message.Message):
-    __slots__ = ("state", "events", "host_ip", "container_ip", "container_path", "memory_stat", "cpu_stat", "disk_stat", "bandwidth_stat", "job_ids")
+    __slots__ = ("state", "events", "host_ip", "container_ip", "container_path", "memory_stat", "cpu_stat", "disk_stat", "bandwidth_stat", "job_ids", "pid_stat")
     STATE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     HOST_IP_FIELD_NUMBER: _ClassVar[int]
@@ -297,6 +305,7 @@ class InfoResponse(_message.Message):
     DISK_STAT_FIELD_NUMBER: _ClassVar[int]
     BANDWIDTH_STAT_FIELD_NUMBER: _ClassVar[int]
     JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    PID_STAT_FIELD_NUMBER: _ClassVar[int]
     state: str
     events: _containers.RepeatedScalarFieldContainer[str]
     host_ip: str
@@ -307,7 +316,8 @@ class InfoResponse(_message.Message):
     disk_stat: DiskStat
     bandwidth_stat: BandwidthStat
     job_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, state: _Optional[str] = ..., events: _Optional[_Iterable[str]] = ..., host_ip: _Optional[str] = ..., container_ip: _Optional[str] = ..., container_path: _Optional[bytes] = ..., memory_stat: _Optional[_Union[MemoryStat, _Mapping]] = ..., cpu_stat: _Optional[_Union[CpuStat, _Mapping]] = ..., disk_stat: _Optional[_Union[DiskStat, _Mapping]] = ..., bandwidth_stat: _Optional[_Union[BandwidthStat, _Mapping]] = ..., job_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    pid_stat: PidStat
+    def __init__(self, state: _Optional[str] = ..., events: _Optional[_Iterable[str]] = ..., host_ip: _Optional[str] = ..., container_ip: _Optional[str] = ..., container_path: _Optional[bytes] = ..., memory_stat: _Optional[_Union[MemoryStat, _Mapping]] = ..., cpu_stat: _Optional[_Union[CpuStat, _Mapping]] = ..., disk_stat: _Optional[_Union[DiskStat, _Mapping]] = ..., bandwidth_stat: _Optional[_Union[BandwidthStat, _Mapping]] = ..., job_ids: _Optional[_Iterable[int]] = ..., pid_stat: _Optional[_Union[PidStat, _Mapping]] = ...) -> None: ...
 
 class SpawnRequest(_message.Message):
     __slots__ = ("handle", "script", "privileged", "rlimits", "discard_output", "log_tag")
