@@ -6,7 +6,9 @@
  * no_new_privs, cwd (after setuid, so it is checked with the job's rights), execve. The seccomp
  * filter is already in force: the child inherits it from wshd (see sandbox.c), and nothing
  * above needs a call it refuses. The child shares wshd's memory until execve (see job_spawn)
- * and reports a failure in it.
+ * and reports a failure in it. The table also holds each job's copied output (output.c): a job
+ * whose output passes its limit has its process group killed here, and a reaped job stays, marked
+ * reaped, while its pipes are open.
  */
 #include "job.h"
 
@@ -213,22 +215,64 @@ int job_table_reserve(struct job_table *t, struct wshd_error *err)
     return 0;
 }
 
-struct job *job_table_add(struct job_table *t, pid_t pid, int status_fd)
+struct job *job_table_add(struct job_table *t, pid_t pid, int status_fd, const struct output *out)
 {
     struct job *j = &t->jobs[t->len++];
 
     j->pid = pid;
+    j->reaped = false;
     j->status_fd = status_fd;
     j->nwaiters = 0;
+    j->out = *out;
     return j;
 }
 
 struct job *job_table_find(struct job_table *t, pid_t pid)
 {
     for (size_t i = 0; i < t->len; i++)
-        if (t->jobs[i].pid == pid)
+        if (t->jobs[i].pid == pid && !t->jobs[i].reaped)
             return &t->jobs[i];
     return NULL;
+}
+
+struct job *job_table_find_output(struct job_table *t, int fd, int *stream)
+{
+    for (size_t i = 0; i < t->len; i++) {
+        *stream = output_stream_of(&t->jobs[i].out, fd);
+        if (*stream >= 0)
+            return &t->jobs[i];
+    }
+    return NULL;
+}
+
+/*
+ * The job ran `setsid`, so -pid is its group, which its background processes share. After the
+ * reap the number stays the group's while any member lives; if it is a new job's pid by now,
+ * that job is left alone (it is its own group).
+ */
+static void job_kill_group(struct job_table *t, const struct job *j)
+{
+    if (j->reaped && job_table_find(t, j->pid) != NULL)
+        return;
+    /* ESRCH: nobody is left in the group. There is nobody to report another failure to. */
+    if (kill(-j->pid, SIGKILL) < 0 && errno != ESRCH)
+        return;
+}
+
+void job_copy_output(struct job_table *t, struct job *j, int stream, uint64_t budget)
+{
+    if (output_copy(&j->out, stream, budget) == OUTPUT_LIMIT)
+        job_kill_group(t, j);
+}
+
+void job_drain_output(struct job_table *t, struct job *j)
+{
+    for (int i = 0; i < OUTPUT_STREAMS; i++) {
+        uint64_t pending = output_pending(&j->out, i);
+
+        if (pending > 0)
+            job_copy_output(t, j, i, pending);
+    }
 }
 
 void job_table_remove(struct job_table *t, struct job *j)

@@ -8,7 +8,10 @@
  * root, opens its signalfd and epoll set, puts itself under the seccomp filter (which its jobs
  * inherit), and only then reports ready, so that every failure before serving ends start-up
  * with a message. Once serving, nothing a client sends stops the daemon: a bad request gets an
- * ERROR reply, a client that leaves is dropped.
+ * ERROR reply, a client that leaves is dropped. The epoll set holds the listening socket, the
+ * signalfd, clients and the jobs' output pipes; an event's data.u64 is the fd, with
+ * OUTPUT_EPOLL_TAG set for a pipe (a SPAWN with OUTPUT_LIMIT makes them before the clone, so a
+ * failure leaves no job, and closes wshd's copies of their write ends right after it).
  */
 #include "cleanup.h"
 #include "fdpass.h"
@@ -280,20 +283,51 @@ static void main_reply(int fd, uint16_t kind, pid_t pid, const struct wshd_error
     wshd_send(fd, &msg);
 }
 
+/*
+ * With OUTPUT_LIMIT the job writes into pipes that wshd copies into the received files
+ * (output.c); stdio[1..2] become the pipes' write ends, which *ends holds for closing.
+ */
+static int main_job_output(struct wshd *w, struct fdpass_fds *fds, struct output *out,
+                           int stdio[3], int ends[OUTPUT_STREAMS], struct wshd_error *err)
+{
+    const struct proto_spawn *plan = &w->request->spawn;
+
+    output_none(out);
+    if (!plan->has_output_limit)
+        return 0;
+    if (output_open(out, plan->output_limit, &fds->fd[1], w->epoll_fd, ends, err) < 0)
+        return -1;
+    stdio[1] = ends[0];
+    stdio[2] = ends[1];
+    return 0;
+}
+
 static void main_handle_spawn(struct wshd *w, int fd, struct fdpass_fds *fds)
 {
-    const int stdio[3] = {fds->fd[0], fds->fd[1], fds->fd[2]};
+    int stdio[3] = {fds->fd[0], fds->fd[1], fds->fd[2]};
+    int ends[OUTPUT_STREAMS] = {-1, -1};
     struct wshd_error err = {0};
+    struct output out;
     struct job *job;
     pid_t pid;
+    int rc;
 
     /* Room first: once the job runs, tracking it must not fail. */
     if (job_table_reserve(&w->jobs, &err) < 0 ||
-        job_spawn(&w->request->spawn, stdio, &w->sandbox, &pid, &err) < 0) {
+        main_job_output(w, fds, &out, stdio, ends, &err) < 0) {
         main_reply(fd, PROTO_KIND_SPAWN, 0, &err);
         return;
     }
-    job = job_table_add(&w->jobs, pid, take_fd(&fds->fd[3]));
+    rc = job_spawn(&w->request->spawn, stdio, &w->sandbox, &pid, &err);
+    /* The job holds the write ends now: wshd's copies would keep the pipes from ever ending. */
+    for (int i = 0; i < OUTPUT_STREAMS; i++)
+        cleanup_close_fd(&ends[i]);
+    if (rc < 0) {
+        output_close(&out);
+        main_reply(fd, PROTO_KIND_SPAWN, 0, &err);
+        return;
+    }
+    job = job_table_add(&w->jobs, pid, take_fd(&fds->fd[3]), &out);
     /* Cannot fail: the job has no waiter yet. */
     (void)job_add_waiter(job, fd, &err);
     main_reply(fd, PROTO_KIND_SPAWN, pid, NULL);
@@ -381,11 +415,27 @@ static void main_handle_request(struct wshd *w, int fd, size_t len, int flags,
 
 static void main_pause_accept(struct wshd *w, bool pause)
 {
-    struct epoll_event ev = {.events = pause ? 0 : EPOLLIN, .data.fd = w->listen_fd};
+    struct epoll_event ev = {.events = pause ? 0 : EPOLLIN, .data.u64 = (uint32_t)w->listen_fd};
 
     /* On failure the state stays as it was, and the next client or reap retries. */
     if (w->accept_paused != pause && epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, w->listen_fd, &ev) == 0)
         w->accept_paused = pause;
+}
+
+/* An output pipe is readable (or its writers are gone): copy, and forget a finished job. */
+static void main_output(struct wshd *w, int fd)
+{
+    int stream;
+    struct job *job = job_table_find_output(&w->jobs, fd, &stream);
+
+    /* Cannot be NULL: a pipe leaves the epoll set when it is closed. */
+    if (job == NULL)
+        return;
+    job_copy_output(&w->jobs, job, stream, OUTPUT_EVENT_BUDGET);
+    if (job->reaped && !output_is_open(&job->out)) {
+        job_table_remove(&w->jobs, job);
+        main_pause_accept(w, false);
+    }
 }
 
 static void main_drop_client(struct wshd *w, int fd)
@@ -432,7 +482,7 @@ static void main_accept(struct wshd *w)
             main_pause_accept(w, true);
         if (fd < 0)
             return;
-        ev.data.fd = fd;
+        ev.data.u64 = (uint32_t)fd;
         /* A socket that cannot be watched cannot be served: the client sees it close. */
         if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
             (void)close(fd);
@@ -467,9 +517,12 @@ static int main_serve(struct wshd *w)
         if (n < 0)
             return 1;
         for (int i = 0; i < n; i++) {
-            int fd = events[i].data.fd;
+            uint64_t data = events[i].data.u64;
+            int fd = (int)(uint32_t)data;
 
-            if (fd == w->listen_fd)
+            if (data & OUTPUT_EPOLL_TAG)
+                main_output(w, fd);
+            else if (fd == w->listen_fd)
                 main_accept(w);
             else if (fd == w->signal_fd && main_signals(w))
                 return 0;
@@ -481,7 +534,7 @@ static int main_serve(struct wshd *w)
 
 static int main_watch(int epoll_fd, int fd, struct wshd_error *err)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint32_t)fd};
 
     if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
         return wshd_error_set(err, errno, "watch descriptor %d", fd);

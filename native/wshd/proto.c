@@ -19,6 +19,7 @@ enum field_rule_id {
     R_UID,
     R_GID,
     R_RLIMIT,
+    R_OUTPUT_LIMIT,
     R_STATUS,
     R_PID,
     R_MESSAGE,
@@ -44,6 +45,8 @@ static const struct field_rule field_rules[R_COUNT] = {
     [R_UID] = {PROTO_TAG_UID, "UID", KIND_BIT(PROTO_KIND_SPAWN), 4, false},
     [R_GID] = {PROTO_TAG_GID, "GID", KIND_BIT(PROTO_KIND_SPAWN), 4, false},
     [R_RLIMIT] = {PROTO_TAG_RLIMIT, "RLIMIT", KIND_BIT(PROTO_KIND_SPAWN), PROTO_RLIMIT_SIZE, true},
+    [R_OUTPUT_LIMIT] = {PROTO_TAG_OUTPUT_LIMIT, "OUTPUT_LIMIT", KIND_BIT(PROTO_KIND_SPAWN), 8,
+                        false},
     [R_STATUS] = {PROTO_TAG_STATUS, "STATUS", 0, 1, false},
     [R_PID] = {PROTO_TAG_PID, "PID", KIND_BIT(PROTO_KIND_WAIT) | KIND_BIT(PROTO_KIND_SIGNAL), 4,
                false},
@@ -261,6 +264,20 @@ static int decode_rlimit(struct decoder *d, const struct proto_field *f, struct 
     return 0;
 }
 
+static int decode_output_limit(struct decoder *d, const struct proto_field *f,
+                               struct wshd_error *err)
+{
+    uint64_t limit = get_u64(f->value);
+
+    if (limit > PROTO_MAX_OUTPUT_LIMIT)
+        return wshd_error_set(err, 0, "field OUTPUT_LIMIT: %llu is too large (max %llu)",
+                              (unsigned long long)limit,
+                              (unsigned long long)PROTO_MAX_OUTPUT_LIMIT);
+    d->req->spawn.has_output_limit = true;
+    d->req->spawn.output_limit = limit;
+    return 0;
+}
+
 static int decode_target(struct decoder *d, int id, const struct proto_field *f,
                          struct wshd_error *err)
 {
@@ -302,6 +319,8 @@ static int decode_value(struct decoder *d, int id, const struct proto_field *f,
         return decode_id(f, "GID", &d->req->spawn.gid, err);
     case R_RLIMIT:
         return decode_rlimit(d, f, err);
+    case R_OUTPUT_LIMIT:
+        return decode_output_limit(d, f, err);
     default:
         return decode_target(d, id, f, err);
     }
@@ -357,6 +376,8 @@ static void request_reset(struct proto_request *req)
     req->spawn.dir = "/";
     req->spawn.uid = 0;
     req->spawn.gid = 0;
+    req->spawn.has_output_limit = false;
+    req->spawn.output_limit = 0;
     req->target.pid = 0;
     req->target.signo = 0;
     req->target.group = false;
@@ -425,6 +446,14 @@ void proto_put_u32(struct proto_writer *w, uint16_t tag, uint32_t value)
     uint8_t be[4];
 
     set_u32(be, value);
+    proto_put_bytes(w, tag, be, sizeof be);
+}
+
+void proto_put_u64(struct proto_writer *w, uint16_t tag, uint64_t value)
+{
+    uint8_t be[8];
+
+    set_u64(be, value);
     proto_put_bytes(w, tag, be, sizeof be);
 }
 

@@ -27,6 +27,8 @@
 #define PROTO_RLIM_INFINITY UINT64_MAX
 #define PROTO_MAX_SIGNO 64
 #define PROTO_SPAWN_FDS 4 /* stdin, stdout, stderr, status */
+/* OUTPUT_LIMIT is compared with file sizes (off_t) and has a chunk added: it stays below 2^63. */
+#define PROTO_MAX_OUTPUT_LIMIT ((uint64_t)INT64_MAX - (1u << 20))
 
 enum proto_kind {
     PROTO_KIND_ERROR = 0,
@@ -44,6 +46,7 @@ enum proto_tag {
     PROTO_TAG_UID = 4,
     PROTO_TAG_GID = 5,
     PROTO_TAG_RLIMIT = 6,
+    PROTO_TAG_OUTPUT_LIMIT = 7,
     PROTO_TAG_STATUS = 100,
     PROTO_TAG_PID = 101,
     PROTO_TAG_MESSAGE = 102,
@@ -59,7 +62,11 @@ struct proto_rlimit {
     uint64_t hard;
 };
 
-/* A validated SPAWN: argv and envp are NULL-terminated; dir defaults to "/". */
+/*
+ * A validated SPAWN: argv and envp are NULL-terminated; dir defaults to "/". With
+ * has_output_limit, wshd copies the job's stdout and stderr into the received fds itself and
+ * kills the job's group once more than output_limit bytes came (see output.c).
+ */
 struct proto_spawn {
     size_t argc;
     size_t envc;
@@ -69,6 +76,8 @@ struct proto_spawn {
     const char *dir;
     uint32_t uid;
     uint32_t gid;
+    bool has_output_limit;
+    uint64_t output_limit;
     struct proto_rlimit rlimits[PROTO_MAX_RLIMITS];
 };
 
@@ -124,6 +133,7 @@ void proto_put_bytes(struct proto_writer *w, uint16_t tag, const void *value, si
 void proto_put_string(struct proto_writer *w, uint16_t tag, const char *value);
 void proto_put_u8(struct proto_writer *w, uint16_t tag, uint8_t value);
 void proto_put_u32(struct proto_writer *w, uint16_t tag, uint32_t value);
+void proto_put_u64(struct proto_writer *w, uint16_t tag, uint64_t value);
 void proto_put_rlimit(struct proto_writer *w, const struct proto_rlimit *rl);
 
 uint32_t proto_get_u32(const uint8_t *p);

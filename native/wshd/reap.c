@@ -1,8 +1,11 @@
 /*
  * reap.c: SIGCHLD through a signalfd (no handler, no global), then a waitpid loop until nothing
- * is left to reap: signals coalesce, so one SIGCHLD may stand for many exits. A reaped job gets
- * "exit N\n" or "signal N\n" written to its status descriptor, which is then closed, and an EXIT
- * message is sent to every connection waiting for it.
+ * is left to reap: signals coalesce, so one SIGCHLD may stand for many exits. Order for a reaped
+ * job: first what its output pipes hold is copied into its files (under its limit, output.c),
+ * so that a client reading them after EXIT sees all the job wrote before it exited; then
+ * "exit N\n" or "signal N\n" is written to its status descriptor, which is then closed, and an
+ * EXIT message is sent to every connection waiting for it. A job whose pipes are still open (a
+ * background process holds them) stays in the table, marked reaped, until main.c sees them end.
  */
 #include "reap.h"
 
@@ -95,11 +98,14 @@ static void reap_finish(struct wshd *w, pid_t pid, int wstatus)
     /* Not a job: an orphan of the container, or a spawn whose exec failed. */
     if (j == NULL)
         return;
+    job_drain_output(&w->jobs, j);
     if (reap_write_status(j, wstatus, &err) < 0)
         reap_notify(j, wstatus, &err);
     else
         reap_notify(j, wstatus, NULL);
-    job_table_remove(&w->jobs, j);
+    j->reaped = true;
+    if (!output_is_open(&j->out))
+        job_table_remove(&w->jobs, j);
 }
 
 bool reap_children(struct wshd *w)

@@ -288,6 +288,45 @@ static void test_number_values(struct suite *s)
     expect_error(s, "RLIMIT resource twice", w.buf, w.len, "resource 7 given twice");
 }
 
+static void test_output_limit(struct suite *s)
+{
+    struct proto_writer w;
+
+    start_spawn(s, &w);
+    if (expect_ok(s, "spawn without OUTPUT_LIMIT decodes", &w))
+        report(s, !s->req->spawn.has_output_limit, "no OUTPUT_LIMIT: output goes to the fds", "");
+    start_spawn(s, &w);
+    proto_put_u64(&w, PROTO_TAG_OUTPUT_LIMIT, 102400);
+    if (expect_ok(s, "OUTPUT_LIMIT decodes", &w))
+        report(s, s->req->spawn.has_output_limit && s->req->spawn.output_limit == 102400,
+               "OUTPUT_LIMIT: value read back", "");
+    start_spawn(s, &w);
+    proto_put_u64(&w, PROTO_TAG_OUTPUT_LIMIT, 0);
+    if (expect_ok(s, "OUTPUT_LIMIT 0 decodes", &w))
+        report(s, s->req->spawn.has_output_limit && s->req->spawn.output_limit == 0,
+               "OUTPUT_LIMIT 0: any output passes it", "");
+    start_spawn(s, &w);
+    proto_put_u64(&w, PROTO_TAG_OUTPUT_LIMIT, PROTO_MAX_OUTPUT_LIMIT);
+    expect_ok(s, "OUTPUT_LIMIT at its maximum decodes", &w);
+    start_spawn(s, &w);
+    proto_put_u64(&w, PROTO_TAG_OUTPUT_LIMIT, PROTO_MAX_OUTPUT_LIMIT + 1);
+    expect_error(s, "OUTPUT_LIMIT past its maximum", w.buf, w.len, "field OUTPUT_LIMIT: ");
+    start_spawn(s, &w);
+    proto_put_u64(&w, PROTO_TAG_OUTPUT_LIMIT, UINT64_MAX);
+    expect_error(s, "OUTPUT_LIMIT all ones", w.buf, w.len, "is too large");
+    start_spawn(s, &w);
+    proto_put_u32(&w, PROTO_TAG_OUTPUT_LIMIT, 5);
+    expect_error(s, "OUTPUT_LIMIT of 4 bytes", w.buf, w.len, "field OUTPUT_LIMIT: length 4, want 8");
+    start_spawn(s, &w);
+    proto_put_u64(&w, PROTO_TAG_OUTPUT_LIMIT, 1);
+    proto_put_u64(&w, PROTO_TAG_OUTPUT_LIMIT, 2);
+    expect_error(s, "OUTPUT_LIMIT twice", w.buf, w.len, "field OUTPUT_LIMIT given twice");
+    start(s, &w, PROTO_KIND_WAIT);
+    proto_put_u32(&w, PROTO_TAG_PID, 3);
+    proto_put_u64(&w, PROTO_TAG_OUTPUT_LIMIT, 1);
+    expect_error(s, "OUTPUT_LIMIT in WAIT", w.buf, w.len, "field OUTPUT_LIMIT not allowed in WAIT");
+}
+
 static void test_target_values(struct suite *s)
 {
     struct proto_writer w;
@@ -357,6 +396,7 @@ int main(void)
     test_missing(s);
     test_string_values(s);
     test_number_values(s);
+    test_output_limit(s);
     test_target_values(s);
     test_writer(s);
     printf("1..%d\n", s->run);

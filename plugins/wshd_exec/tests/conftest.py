@@ -146,8 +146,10 @@ class Container:
         cwd: str = "/",
         env: dict[str, str] | None = None,
         rlimits: dict[int, tuple[int, int]] | None = None,
+        output_limit: int | None = None,
     ) -> tuple[int, JobFiles]:
-        """Spawn argv without waiting; stdin from stdin_fd or /dev/null, output to new files."""
+        """Spawn argv without waiting; stdin from stdin_fd or /dev/null, output to new files
+        (copied by wshd under output_limit if given)."""
         self._jobs += 1
         base = self.work_dir / f"job{self._jobs}"
         files = JobFiles(*(base.with_suffix(ext) for ext in (".out", ".err", ".st")))
@@ -158,7 +160,7 @@ class Container:
             pid = conn.spawn(
                 argv, env, cwd, uid, gid, rlimits or {},
                 null.fileno() if stdin_fd is None else stdin_fd,
-                out.fileno(), err.fileno(), status.fileno(),
+                out.fileno(), err.fileno(), status.fileno(), output_limit=output_limit,
             )
         return pid, files
 

@@ -129,10 +129,12 @@ def spawn(driver, settings) -> Callable[..., Job]:
     counter = iter(range(1, 1000))
 
     def start(box: Container, script: str, privileged: bool = False,
-              rlimits: dict[str, int] | None = None, linger: float = 0.0) -> Job:
+              rlimits: dict[str, int] | None = None, linger: float = 0.0,
+              output_limit: int | None = None) -> Job:
         job_id = next(counter)
         job = Job(id=job_id, dir=box.jobs_dir / str(job_id), script=script.encode(),
-                  privileged=privileged, rlimits=rlimits or {}, linger=linger)
+                  privileged=privileged, rlimits=rlimits or {}, linger=linger,
+                  output_limit=output_limit)
         job.dir.mkdir()
         job.record = driver.spawn(container=box, job=job, settings=settings)
         box.jobs[job_id] = job
@@ -271,6 +273,19 @@ def test_hook_spawn_runs_the_script_in_bash_as_the_containers_user(container, sp
     assert job.stdout_path.read_text() == f"{container.uid}\n/home/vcap\nvcap /home/vcap 5\n"
     assert job.stderr_path.read_text() == "oops\n"
     assert job.status_path.read_text() == "exit 3\n"
+
+
+def test_hook_spawn_gives_wshd_the_output_limit_only_where_the_record_says_it_copies(
+        container, spawn) -> None:
+    """A container whose init an older server started (its exec record has no output_mux)
+    gets its jobs' files directly: that wshd would refuse the OUTPUT_LIMIT field."""
+    assert container.records["exec"]["output_mux"] is True
+    muxed = spawn(container, "readlink /proc/self/fd/1; sleep 0.2", output_limit=1 << 20)
+    del container.records["exec"]["output_mux"]
+    direct = spawn(container, "readlink /proc/self/fd/1", output_limit=1 << 20)
+    assert finished(muxed) == 0 and finished(direct) == 0
+    assert muxed.stdout_path.read_text().startswith("pipe:")
+    assert direct.stdout_path.read_text().startswith("/") and "stdout" in direct.stdout_path.read_text()
 
 
 def test_hook_spawn_with_linger_finishes_a_short_job_before_returning(container, spawn) -> None:

@@ -2,7 +2,9 @@
 jobspec (what a job runs as), processes (stop) and reaper (job exits).
 
 Per container, wshd serves `<container>/run/wshd.sock`; each job's stdio and status fds are
-files under `<container>/jobs/<id>/` opened here, so jobs survive a server restart.
+files under `<container>/jobs/<id>/` opened here, so jobs survive a server restart. wshd copies
+the job's output into them under job_output_limit (it outlives the server, like Warden's
+iomux-spawn), so no process of the job can fill the disk, whenever it writes.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ class WshdDriver(ExecDriver):
             launch.go()
         except WshdError as exc:
             raise DriverError(f"wshd of {container.id} did not start: {exc}") from exc
-        return {"pid": launch.pid}
+        # output_mux: this wshd copies job output under a limit (OUTPUT_LIMIT); the wshd of a
+        # container made by an older server refuses that field, so its record lacks the mark.
+        return {"pid": launch.pid, "output_mux": True}
 
     @hookimpl
     def start_init(self, container, record):
@@ -101,8 +105,11 @@ class WshdDriver(ExecDriver):
         try:
             conn = WshdConnection(container.run_dir)
             try:
+                # wshd copies the output under job_output_limit, also what a process the job
+                # leaves behind writes after its end (None for discard_output: /dev/null).
+                muxed = (container.records.get("exec") or {}).get("output_mux", False)
                 pid = conn.spawn(spec.argv, spec.env, spec.cwd, spec.uid, spec.gid, spec.rlimits,
-                                 *fds)
+                                 *fds, output_limit=job.output_limit if muxed else None)
             except BaseException:
                 conn.close()
                 raise

@@ -26,10 +26,12 @@ RLIM_INFINITY = 0xFFFF_FFFF_FFFF_FFFF
 SOCKET_NAME = "wshd.sock"
 PID_NAME = "wshd.pid"
 NO_SUCH_JOB = "no such job"
+MAX_OUTPUT_LIMIT = 2**63 - 1 - 2**20  # PROTO_MAX_OUTPUT_LIMIT
 
 _HEADER = struct.Struct(">4sHH")
 _FIELD = struct.Struct(">HI")
 _U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
 _RLIMIT = struct.Struct(">IQQ")
 
 
@@ -53,6 +55,7 @@ class Tag(enum.IntEnum):
     UID = 4
     GID = 5
     RLIMIT = 6
+    OUTPUT_LIMIT = 7  # u64: wshd copies stdout+stderr into the files and kills past this
     STATUS = 100
     PID = 101
     MESSAGE = 102
@@ -159,6 +162,7 @@ def spawn_fields(
     uid: int,
     gid: int,
     rlimits: Mapping[int, tuple[int, int]],
+    output_limit: int | None = None,
 ) -> list[tuple[int, bytes]]:
     """The fields of a SPAWN request; raise WshdError for what wshd would refuse anyway."""
     if not argv:
@@ -172,6 +176,10 @@ def spawn_fields(
     fields += [u32_field(Tag.UID, uid), u32_field(Tag.GID, gid)]
     for res, (soft, hard) in sorted(rlimits.items()):
         fields.append((Tag.RLIMIT, _RLIMIT.pack(res, _rlimit_value(soft), _rlimit_value(hard))))
+    if output_limit is not None:
+        if not 0 <= output_limit <= MAX_OUTPUT_LIMIT:
+            raise WshdError(f"spawn: output limit {output_limit} out of range")
+        fields.append((Tag.OUTPUT_LIMIT, _U64.pack(output_limit)))
     return fields
 
 
@@ -262,9 +270,18 @@ class WshdConnection:
         stdout_fd: int,
         stderr_fd: int,
         status_fd: int,
+        *,
+        output_limit: int | None = None,
     ) -> int:
-        """Start a job; return its pid inside the container. Its EXIT comes on this connection."""
-        data = encode(Kind.SPAWN, spawn_fields(argv, env, cwd, uid, gid, rlimits))
+        """Start a job; return its pid inside the container. Its EXIT comes on this connection.
+
+        With output_limit, the job writes into pipes and wshd copies them into stdout_fd and
+        stderr_fd, also after the job's exit while a process of it holds them; once more than
+        output_limit bytes (both together) came, it stops, closes the pipes and kills the job's
+        process group, so the files grow at most 64 KiB past the limit. EXIT comes after what
+        the job wrote before exiting is in the files. None: the fds are the job's own."""
+        fields = spawn_fields(argv, env, cwd, uid, gid, rlimits, output_limit)
+        data = encode(Kind.SPAWN, fields)
         if len(data) > MAX_DATAGRAM:
             raise WshdError(f"spawn: request is {len(data)} bytes, max {MAX_DATAGRAM}")
         self._send(data, [stdin_fd, stdout_fd, stderr_fd, status_fd])
