@@ -567,9 +567,13 @@ static void __attribute__((noreturn)) main_child(struct wshd *w, struct ns_barri
     /* Released or abandoned: if the parent is gone there is nobody to report to. */
     if (ns_child_wait(barrier, &err) < 0)
         _exit(1);
-    /* The filter last: from then on the init and every job it spawns run under it. */
-    if (ns_child_setup(&w->config, &err) < 0 || main_serve_init(w, &err) < 0 ||
-        sandbox_load_filter(&w->sandbox, &err) < 0) {
+    /*
+     * The filter is built here, after the release, so that its ~0.3 ms overlap the server's
+     * network work instead of delaying the pid the server waits for; loaded last: from then
+     * on the init and every job it spawns run under it.
+     */
+    if (sandbox_init(&w->sandbox, &err) < 0 || ns_child_setup(&w->config, &err) < 0 ||
+        main_serve_init(w, &err) < 0 || sandbox_load_filter(&w->sandbox, &err) < 0) {
         (void)ns_child_report(barrier, &err);
         _exit(1);
     }
@@ -594,7 +598,7 @@ int main(int argc, char **argv)
         main_die(&err, 1);
     }
     if (main_ignore_sigpipe(&err) < 0 || main_join_cgroups(&w.config, &err) < 0 ||
-        sandbox_raise_hard_limits(&err) < 0 || sandbox_init(&w.sandbox, &err) < 0)
+        sandbox_raise_hard_limits(&err) < 0)
         main_die(&err, 1);
     w.listen_fd = main_listen(w.config.run_dir, &addr, &err);
     if (w.listen_fd < 0)

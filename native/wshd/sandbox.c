@@ -1,6 +1,7 @@
 /*
  * sandbox.c: the seccomp filter, capabilities and hard rlimits of jobs. The filter is built
- * once with libseccomp at start-up (before the clone, so a failure is a start-up error) and
+ * once with libseccomp by the released init (so it overlaps the server's network work; a failure
+ * is reported like any other of the init's set-up errors) and
  * kept as BPF in struct sandbox. The init loads it with one prctl once it is set up, before it
  * serves, and every job inherits it: a filter loaded per job costs its JIT compile and, at the
  * job's exit, its deferred free, which on a 2-CPU VM made `run true` ~5 times slower (a
