@@ -134,10 +134,6 @@ class Job:
         err = _read(self.stderr_path, limit - len(out))
         return out, err
 
-    def output_offsets(self) -> dict[str, int]:
-        """How far each output file is written now (to follow only what comes next)."""
-        return {"stdout": _size(self.stdout_path), "stderr": _size(self.stderr_path)}
-
     async def follow(self, limit: int, start: dict[str, int] | None = None
                      ) -> AsyncIterator[tuple[str, bytes]]:
         """Yield (name, data) chunks of both files until the job is done, from the start of

@@ -231,8 +231,7 @@ class Orchestrator:
         merged = {**self.settings.server.container_rlimits, **rlimits}
         job = Job(id=job_id, dir=make_job_dir(container.jobs_dir, job_id), script=script,
                   privileged=privileged, rlimits=merged, discard_output=discard_output,
-                  log_tag=log_tag, linger=linger,
-                  output_limit=None if discard_output else self.settings.server.job_output_limit)
+                  log_tag=log_tag, linger=linger, output_limit=self._output_limit(discard_output))
         try:
             job.record = self.hooks.spawn(container, job, self.settings) or {}
         except BaseException:
@@ -454,8 +453,12 @@ class Orchestrator:
     def _arm_output_limits(self, container: Container) -> None:
         """Check the output limit of every running job at its end, as for a new one."""
         for job in container.jobs.values():
-            if not job.done and not job.discard_output:
-                job.output_limit = self.settings.server.job_output_limit
+            if not job.done:
+                job.output_limit = self._output_limit(job.discard_output)
+
+    def _output_limit(self, discard_output: bool) -> int | None:
+        """A job's output limit: job_output_limit, or none for output thrown away."""
+        return None if discard_output else self.settings.server.job_output_limit
 
     def _reserve(self, container: Container) -> None:
         if container.network is not None:
