@@ -48,6 +48,15 @@ int resolve_open(int root_fd, const char *path, struct wshd_error *err)
     return fd;
 }
 
+int resolve_open_source(const char *path, struct wshd_error *err)
+{
+    int fd = resolve_openat2(AT_FDCWD, path, O_PATH, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+
+    if (fd < 0)
+        return wshd_error_set(err, errno, "open bind source %s", path);
+    return fd;
+}
+
 /* The walk of one path: buf holds it, [start, end) is the name at hand, parent its directory. */
 struct resolve_walk {
     int root_fd;

@@ -19,6 +19,13 @@
 int resolve_open(int root_fd, const char *path, struct wshd_error *err);
 
 /*
+ * A bind source on the host, O_PATH, refusing any symlink on the way (ELOOP): the server
+ * checked the source's resolved path against its allowed prefixes and passes that path, so a
+ * symlink found now was planted since the check (a host user swapping a directory).
+ */
+int resolve_open_source(const char *path, struct wshd_error *err);
+
+/*
  * An O_PATH descriptor of path inside root_fd, a directory if dir, else a file, made where
  * missing: each missing name is created (directories 0755, the file empty, 0644) below its
  * already-resolved parent, and a dangling symlink on the way is followed inside the root.

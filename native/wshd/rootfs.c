@@ -161,13 +161,13 @@ static int rootfs_bind(int root_fd, const struct wshd_bind *b, struct wshd_error
 {
     char from[RESOLVE_FD_PATH_MAX];
     char onto[RESOLVE_FD_PATH_MAX];
-    cleanup_close int src = open(b->src, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    cleanup_close int src = resolve_open_source(b->src, err);
     cleanup_close int dst = -1;
     unsigned long flags = 0;
     struct stat st;
 
     if (src < 0)
-        return wshd_error_set(err, errno, "open bind source %s", b->src);
+        return -1;
     if (fstat(src, &st) < 0)
         return wshd_error_set(err, errno, "stat bind source %s", b->src);
     dst = resolve_target(root_fd, b->dst, S_ISDIR(st.st_mode), err);

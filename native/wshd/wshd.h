@@ -23,7 +23,7 @@
 #define WSHD_PID_NAME "wshd.pid"
 
 struct wshd_bind {
-    char *src; /* absolute host path, resolved before clone */
+    char *src; /* absolute host path without symlinks (the server resolved it) */
     char *dst; /* absolute path inside the container, no ".." */
     bool read_only;
 };

@@ -261,6 +261,20 @@ def test_dangling_symlinks_are_followed_inside_the_root_and_loops_refused(contai
         containers.start(binds=[(str(single), "/loop-a/x", True)], prepare=plant)
 
 
+def test_a_bind_source_swapped_for_a_symlink_after_the_check_is_refused(containers) -> None:
+    """The server checks a source's resolved path against its allowed prefixes, then wshd
+    mounts it: a host user who owns a directory on that path and swaps it for a symlink to /
+    in between must not get /etc bound into the container."""
+    owned = containers.work / "user-dir"
+    (owned / "etc").mkdir(parents=True)
+    checked = str(owned / "etc")  # what the server resolved and allowed
+    shutil.rmtree(owned)
+    owned.symlink_to("/")  # the swap: <owned>/etc is now the host's /etc
+    with pytest.raises(WshdError, match=(f"^wshd: open bind source {checked}: "
+                                         "Too many levels of symbolic links$")):
+        containers.launch(binds=[(checked, "/mnt/etc", False)], id_map=ID_MAP)
+
+
 @pytest.mark.parametrize("name", ["proc", "dev"])
 def test_a_symlinked_proc_or_dev_is_refused(containers, name) -> None:
     # The init mounts on "proc" and binds "dev/null" relative to the root before it pivots:
