@@ -76,11 +76,12 @@ class Iptables:
     def has_chain(self, table: str, chain: str) -> bool:
         return bool(self._table(table).is_chain(chain))
 
-    def ensure_chain(self, table: str, chain: str) -> None:
-        """Create `chain` unless it exists."""
-        if not self.has_chain(table, chain):
-            self._change(table, "create chain", chain, None,
-                         lambda t: t.create_chain(chain))
+    def ensure_chain(self, table: str, chain: str) -> bool:
+        """Create `chain` unless it exists; True when it was created now."""
+        if self.has_chain(table, chain):
+            return False
+        self._change(table, "create chain", chain, None, lambda t: t.create_chain(chain))
+        return True
 
     def flush(self, table: str, chain: str) -> None:
         if self.has_chain(table, chain):
@@ -244,11 +245,12 @@ def harden_host_link(ifname: str) -> None:
         _write_sysctl(os.path.join(IPV6_CONF, ifname, "disable_ipv6"), "1")
 
 
-def _disable_ipv6(ifnames: tuple[str, ...]) -> None:
-    """In the calling thread's netns: IPv6 off for `ifnames` (may include all, default)."""
+def _disable_ipv6_in_netns() -> None:
+    """In the calling thread's fresh netns: IPv6 off on every link. The kernel copies a
+    write to `all` into `default` and into each existing link's own value (lo and the
+    container end), so one write does what four did."""
     if has_ipv6():
-        for ifname in ifnames:
-            _write_sysctl(os.path.join(IPV6_CONF, ifname, "disable_ipv6"), "1")
+        _write_sysctl(os.path.join(IPV6_CONF, "all", "disable_ipv6"), "1")
 
 
 def _write_sysctl(path: str, value: str) -> None:
@@ -302,7 +304,7 @@ def configure_in_netns(netns_pid: int, ifname: str, address: str, prefixlen: int
     def configure() -> None:
         with _rtnl(f"configure {ifname} in netns of pid {netns_pid}") as nl:
             index = _index(ifname)
-            _disable_ipv6(("all", "default", "lo", ifname))
+            _disable_ipv6_in_netns()
             nl.add_address(index, address, prefixlen)
             nl.set_up(index)
             nl.set_up(_index("lo"))
