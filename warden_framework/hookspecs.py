@@ -63,9 +63,10 @@ def teardown_host(settings: Settings) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Create. pre_create, then the steps in orchestrator.CREATE_STEPS order: setup_disk, setup_fs,
-# apply_limits, setup_init, setup_net, start_init. If a step raises, the teardown of that step
-# and of every earlier one runs in reverse and the client gets the first error.
+# Create. pre_create, then the steps in orchestrator.CREATE_STAGES order: setup_disk, then
+# setup_fs and apply_limits side by side (on two threads), setup_init, setup_net, start_init.
+# If a step raises, the steps running beside it end first; then the teardown of every step
+# that started runs in reverse and the client gets the first error.
 # ---------------------------------------------------------------------------------------------
 
 @hookspec
@@ -84,7 +85,8 @@ def pre_create(container: Container, request: Any, settings: Settings) -> None:
 def setup_fs(container: Container, settings: Settings) -> dict:
     """Make the container's root filesystem at container.rootfs_dir, with its /etc files.
 
-    Called: after setup_disk (first step when no disk driver is configured).
+    Called: after setup_disk (first step when no disk driver is configured), while
+    apply_limits runs on another thread.
     May assume: container.path exists; the rootfs request field (if any) is
     container.rootfs_request; container.records.get("disk") may name a volume
     ({"subvolume": path}) that the writable layer should live in.
@@ -150,8 +152,9 @@ def teardown_init(container: Container, record: dict | None) -> None:
 def apply_limits(container: Container, settings: Settings) -> dict:
     """Create the container's cgroups and restrict devices, before the init exists.
 
-    Called: after setup_fs, before setup_init.
-    May assume: nothing of the container's exists in the cgroup hierarchies yet.
+    Called: after setup_disk, on another thread while setup_fs runs; before setup_init.
+    May assume: nothing of the container's exists in the cgroup hierarchies yet; nothing of
+    its root filesystem (setup_fs may not have begun).
     Returns: a record naming the cgroups, with "tasks": the `tasks` file of each of them;
     setup_init has the init born inside (joining by itself is ~0.1 ms per hierarchy, where
     moving a process in by pid waits ~10 ms on RCU in the kernel).

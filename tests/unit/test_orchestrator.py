@@ -3,6 +3,7 @@ order, releases the pools and removes the container directory."""
 
 import json
 import signal
+import threading
 import time
 
 import pytest
@@ -35,8 +36,10 @@ def hooks_called(container_id):
 
 def test_create_runs_steps_in_order(orch):
     c = orch.create(None, 5, None, None, [])
-    assert hooks_called(c.id) == ["setup_disk", "setup_fs", "apply_limits", "setup_init",
-                                  "setup_net", "start_init"]
+    called = hooks_called(c.id)
+    # setup_fs and apply_limits are one stage, on two threads: either may log first
+    assert called[0] == "setup_disk" and set(called[1:3]) == {"setup_fs", "apply_limits"}
+    assert called[3:] == ["setup_init", "setup_net", "start_init"]
     assert c.state == "active" and c.handle == c.id and len(c.id) == 11
     assert orch.handles() == [c.handle]
     assert str(c.network) == "10.99.0.0/30" and c.uid == 50000
@@ -52,6 +55,8 @@ def test_failed_step_rolls_back_started_steps(orch, failing):
     called = hooks_called(cid)
     order = ["setup_disk", "setup_fs", "apply_limits", "setup_init", "setup_net"]
     started = order[: order.index(failing) + 1] if failing != "start_init" else order
+    if failing == "setup_fs":  # apply_limits ran beside it, and is undone too
+        started.append("apply_limits")
     teardown = {"setup_net": "teardown_net", "setup_disk": "teardown_disk",
                 "setup_init": "teardown_init", "apply_limits": "release_limits",
                 "setup_fs": "teardown_fs"}
@@ -62,6 +67,40 @@ def test_failed_step_rolls_back_started_steps(orch, failing):
     assert not (orch.depot / cid).exists()
     # the pools got everything back
     assert len(orch.pools.network) == 2 and len(orch.pools.uids) == 4
+
+
+def test_setup_fs_and_apply_limits_run_side_by_side(orch, monkeypatch):
+    """Each waits at a barrier for the other: run one after the other, both would time out."""
+    meet = threading.Barrier(2, timeout=5)
+    record = _Fake._record
+
+    def meeting(self, hook, container):
+        if hook in ("setup_fs", "apply_limits"):
+            meet.wait()
+        record(self, hook, container)
+
+    monkeypatch.setattr(_Fake, "_record", meeting)
+    c = orch.create(None, 5, None, None, [])
+    assert c.state == "active"
+
+
+def test_a_failed_step_waits_for_the_step_beside_it_then_undoes_both(orch, monkeypatch):
+    record = _Fake._record
+
+    def slow_fs(self, hook, container):
+        if hook == "setup_fs":
+            time.sleep(0.2)  # still busy when apply_limits has failed
+        record(self, hook, container)
+
+    monkeypatch.setattr(_Fake, "_record", slow_fs)
+    _Fake.fail_on = {"apply_limits"}
+    with pytest.raises(WardenError, match="apply_limits failed on purpose"):
+        orch.create("h1", 5, None, None, [])
+    called = hooks_called(_Fake.calls[0][2])
+    assert called.index("setup_fs") < called.index("release_limits")
+    assert [h for h in called if h.startswith(("teardown", "release"))] == [
+        "release_limits", "teardown_fs", "teardown_disk"]
+    assert orch.handles() == []
 
 
 def test_duplicate_handle_is_refused(orch):
