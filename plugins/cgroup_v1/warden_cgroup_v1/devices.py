@@ -1,10 +1,9 @@
-"""The devices controller: a container may use only a short whitelist of character devices.
-
-Whitelist after warden-facts §10.9, widened to rwm and to full (1:7); without the host's
-console (5:1) and fuse (10:229), which wshd no longer puts in a container's /dev.
-"""
+"""The devices controller: a container may use only a short whitelist of character devices
+(cgroupfs.ALLOWED_DEVICES, shared with the cgroup_v2 driver)."""
 
 from pathlib import Path
+
+from warden_framework.cgroupfs import ALLOWED_DEVICES
 
 from . import kernel
 from .errors import CgroupError
@@ -14,16 +13,6 @@ DEVICES_DENY = "devices.deny"
 DEVICES_LIST = "devices.list"
 
 DENY_ALL = "a"
-ALLOWED_DEVICES = (
-    "c 1:3 rwm",  # null
-    "c 1:5 rwm",  # zero
-    "c 1:7 rwm",  # full
-    "c 1:8 rwm",  # random
-    "c 1:9 rwm",  # urandom
-    "c 5:0 rwm",  # tty
-    "c 5:2 rwm",  # ptmx
-    "c 136:* rwm",  # pts/*
-)
 
 
 def restrict(path: Path) -> None:

@@ -5,31 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from warden_framework import hookimpl
+from warden_framework import cgroupfs, hookimpl
+from warden_framework.cgroupfs import OomSource
 from warden_framework.drivers import LimitsDriver
 from warden_framework.errors import DriverError, DriverUnavailable
 
-from . import cgroups, cpu, devices, memory, pids, stats
+from . import cgroups, cpu, devices, memory, stats
 from .errors import CgroupError
 from .oom import OomWatch
-
-OUT_OF_MEMORY = "out of memory"
-
-
-class OomSource:
-    """Adapts OomWatch to the event_sources contract: read_event() -> event text or None."""
-
-    def __init__(self, watch: OomWatch) -> None:
-        self.watch = watch
-
-    def fileno(self) -> int:
-        return self.watch.fileno()
-
-    def read_event(self) -> str | None:
-        return OUT_OF_MEMORY if self.watch.read_event() else None
-
-    def close(self) -> None:
-        self.watch.close()
 
 
 class CgroupV1Driver(LimitsDriver):
@@ -63,7 +46,7 @@ class CgroupV1Driver(LimitsDriver):
         paths = cgroups.create(self.root, self.prefix, container.id, self.hierarchies)
         devices.restrict(paths.devices)
         if "pids" in paths.by_controller:
-            pids.set_max(paths["pids"], settings.server.container_pids_limit)
+            cgroupfs.set_pids_max(paths["pids"], settings.server.container_pids_limit)
         return {"prefix": self.prefix, "controllers": sorted(paths.by_controller),
                 "tasks": [str(path) for path in cgroups.tasks_files(paths)]}
 
@@ -102,7 +85,7 @@ class CgroupV1Driver(LimitsDriver):
         fields = {"memory_stat": stats.memory_stat(paths.memory, files.read),
                   "cpu_stat": stats.cpu_stat(paths.cpuacct, files.read)}
         if "pids" in paths.by_controller:
-            fields["pid_stat"] = pids.pid_stat(paths["pids"], files.read)
+            fields["pid_stat"] = cgroupfs.pid_stat(paths["pids"], files.read)
         return fields
 
     @hookimpl
@@ -128,4 +111,4 @@ class CgroupV1Driver(LimitsDriver):
         if container.cpu_shares is not None:
             cpu.set_shares(paths.cpu, container.cpu_shares)
         if "pids" in paths.by_controller:  # the configured limit may have changed
-            pids.set_max(paths["pids"], settings.server.container_pids_limit)
+            cgroupfs.set_pids_max(paths["pids"], settings.server.container_pids_limit)

@@ -1,7 +1,6 @@
-"""The one error this plugin raises; its text goes to the client verbatim."""
+"""The one error this plugin raises (shared with the other cgroup driver through the core);
+its text goes to the client verbatim."""
 
-from warden_framework.errors import DriverError
+from warden_framework.cgroupfs import CgroupError
 
-
-class CgroupError(DriverError):
-    """A cgroup operation failed; str() is the message (texts from warden-facts §2.2)."""
+__all__ = ["CgroupError"]

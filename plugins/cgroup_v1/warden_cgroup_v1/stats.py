@@ -1,9 +1,9 @@
 """Usage statistics for Info: memory.stat (memory) and cpuacct.usage/cpuacct.stat (cpuacct)."""
 
-import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
+
+from warden_framework.cgroupfs import MEMORY_STAT_KEYS, OpenStatFiles  # noqa: F401 (named here)
 
 from . import kernel
 from .errors import CgroupError
@@ -12,42 +12,8 @@ MEMORY_STAT = "memory.stat"
 CPUACCT_USAGE = "cpuacct.usage"
 CPUACCT_STAT = "cpuacct.stat"
 
-# The MemoryStat message's fields, in field-number order (warden-facts §1.4).
-MEMORY_STAT_KEYS = (
-    "cache", "rss", "mapped_file", "pgpgin", "pgpgout", "swap", "pgfault", "pgmajfault",
-    "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable",
-    "hierarchical_memory_limit", "hierarchical_memsw_limit",
-    "total_cache", "total_rss", "total_mapped_file", "total_pgpgin", "total_pgpgout",
-    "total_swap", "total_pgfault", "total_pgmajfault", "total_inactive_anon",
-    "total_active_anon", "total_inactive_file", "total_active_file", "total_unevictable",
-)  # fmt: skip
-
 
 Reader = Callable[[Path], str]
-
-
-class OpenStatFiles:
-    """A container's statistics files, kept open and re-read with pread: the kernel writes
-    a control file afresh for every read from offset 0, and after an idle spell the open and
-    close cost twice the read (~35 of ~55 us). Info, which every Run answers with, reads three."""
-
-    def __init__(self) -> None:
-        self._fds: dict[Path, int] = {}
-        self._lock = threading.Lock()
-
-    def read(self, path: Path) -> str:
-        """The file's text now; under the lock, so a close never frees a number in use."""
-        with self._lock:
-            fd = self._fds.get(path)
-            if fd is None:
-                fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            return kernel.pread_text(fd)
-
-    def close(self) -> None:
-        with self._lock:
-            fds, self._fds = list(self._fds.values()), {}
-        for fd in fds:
-            os.close(fd)
 
 
 def memory_stat(path: Path, read: Reader = kernel.read_control) -> dict[str, int]:
