@@ -113,7 +113,7 @@ class DriverSettings:
     rootfs: str = "overlayfs"
     network: str | None = "iptables"
     disk: str | None = None
-    limits: str | None = "cgroup_v1"
+    limits: str | None = "auto"  # cgroup_v2 on a unified host, else cgroup_v1 (drivers/auto.py)
     exec: str = "wshd"
 
     def selected(self) -> dict[str, str]:

@@ -46,7 +46,7 @@ def server_config(tmp_path: Path, **overrides) -> dict:
         "user": {"pool_start_uid": 10000 + secrets.randbelow(50000), "pool_size": 16,
                  "namespace_start_uid": (1000 + secrets.randbelow(3000)) * 16 * 65536},
         "quota": {"disk_quota_enabled": False},
-        "drivers": {"rootfs": "overlayfs", "exec": "wshd", "limits": "cgroup_v1",
+        "drivers": {"rootfs": "overlayfs", "exec": "wshd", "limits": "auto",
                     "network": None, "disk": None},
     }
     for section, values in overrides.items():

@@ -13,6 +13,7 @@ from stevedore import driver as stevedore_driver
 from stevedore.exception import NoMatches
 
 from ..errors import ConfigError, DriverUnavailable
+from . import auto
 from .base import Driver
 from .disk import DiskDriver
 from .exec import ExecDriver
@@ -71,8 +72,10 @@ def load_drivers(settings: Settings, overrides: dict[str, type[Driver]] | None =
     `overrides` injects driver classes by subsystem without entry points (tests, fakes).
     """
     drivers: dict[str, Driver] = {}
-    for subsystem, name in settings.drivers.selected().items():
-        cls = (overrides or {}).get(subsystem) or load_driver_class(subsystem, name)
+    for subsystem, configured in settings.drivers.selected().items():
+        cls = (overrides or {}).get(subsystem)
+        name = configured if cls else auto.resolve(subsystem, configured, settings)
+        cls = cls or load_driver_class(subsystem, name)
         try:
             cls.check_host(settings)
         except DriverUnavailable as exc:
