@@ -275,16 +275,16 @@ def _host_hook(driver: Any, name: str, settings: Settings) -> None:
 
 
 def _event(sources: list, timeout: float) -> str | None:
+    poller = select.poll()
+    for source in sources:
+        poller.register(source, select.POLLIN)
     deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        ready, _, _ = select.select(sources, [], [], remaining)
-        for source in ready:
-            event = source.read_event()
+    while (remaining := deadline - time.monotonic()) > 0:
+        for fd, _ in poller.poll(remaining * 1000):
+            event = next(s for s in sources if s.fileno() == fd).read_event()
             if event is not None:
                 return event
+    return None
 
 
 def _kill(child: subprocess.Popen) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import threading
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 from . import jobspec, processes, userns
 from .reaper import Reaper
 from .wshd_client import (WshdConnection, WshdError, is_alive, kill_wshd, parse_status_file,
-                          read_pid_file, start_wshd)
+                          read_pid_file, readable, start_wshd)
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,7 @@ class WshdDriver(ExecDriver):
     def _finish_within(self, conn, job, timeout: float) -> bool:
         """Read the job's EXIT on its own connection if it comes within `timeout` seconds:
         a short job is then finished from this thread, with no hand-off through the reaper."""
-        if not (conn.pending or select.select([conn], [], [], timeout)[0]):
+        if not (conn.pending or readable(conn, timeout)):
             return False
         try:
             info = conn.wait_exit()

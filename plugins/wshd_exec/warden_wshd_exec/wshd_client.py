@@ -7,6 +7,7 @@ It does not own jobs' files, pids or records: callers open the descriptors and k
 from __future__ import annotations
 
 import enum
+import math
 import os
 import select
 import signal
@@ -18,6 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 MAGIC = b"WSHD"
 VERSION = 1
@@ -33,6 +35,10 @@ _FIELD = struct.Struct(">HI")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _RLIMIT = struct.Struct(">IQQ")
+
+
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
 
 
 class Kind(enum.IntEnum):
@@ -414,12 +420,21 @@ def is_alive(run_dir: Path, timeout: float = 5.0) -> bool:
         return False
 
 
+def readable(fd: int | HasFileno, timeout: float) -> bool:
+    """Whether `fd` (a number or an object with fileno()) is readable within `timeout`
+    seconds. poll, not select: select() refuses descriptors from 1024 up, which a server
+    with many containers or clients holds."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
+
+
 def _read_line(fd: int, deadline: float) -> str | None:
     """One line from a pipe, or None at end-of-file; WshdError past the deadline."""
     line = bytearray()
     while not line.endswith(b"\n"):
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if left <= 0 or not readable(fd, left):
             raise WshdError("wshd: no answer on its stdout in time")
         chunk = os.read(fd, 1)
         if not chunk:
@@ -557,7 +572,7 @@ def _pidfd_kill(pidfd: int, timeout: float) -> bool:
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
     except ProcessLookupError:
         return True
-    return bool(select.select([pidfd], [], [], timeout)[0])
+    return readable(pidfd, timeout)
 
 
 def kill_wshd(pid: int, timeout: float = 10.0) -> None:
