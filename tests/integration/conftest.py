@@ -65,9 +65,11 @@ def server_process(tmp_path):
     if reason:
         pytest.skip(reason)
     srv = ServerProcess(server_config(tmp_path, drivers={"network": "iptables"}), tmp_path)
-    srv.start()
-    yield srv
-    srv.stop_and_clean()
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop_and_clean()
 
 
 @pytest.fixture

@@ -45,8 +45,8 @@ def test_the_shipped_drivers_start_here_and_limits_auto_says_what_it_chose(tmp_p
     assert config["drivers"]["limits"] == "auto"
     expected = "cgroup_v2" if mount_type("/sys/fs/cgroup") == "cgroup2" else "cgroup_v1"
     srv = ServerProcess(config, tmp_path)
-    srv.start()
     try:
+        srv.start()
         with Client(srv.socket) as c:
             handle = c.create().handle
             c.limit_memory(handle=handle, limit_in_bytes=64 << 20)

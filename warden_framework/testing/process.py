@@ -16,6 +16,11 @@ from ..client import Client
 from ..config import Settings, settings_from_dict
 
 
+# Inside the emulated test guest (warden_framework.testing.guest sets WARDEN_GUEST) Python
+# runs 5-10 times slower, and a server's start-up with it.
+START_TIMEOUT = 180.0 if os.environ.get("WARDEN_GUEST") else 30.0
+
+
 class ServerProcess:
     def __init__(self, config: dict, workdir: Path, python: str = sys.executable) -> None:
         """`python` runs the server: another checkout's venv runs that checkout's server."""
@@ -28,7 +33,10 @@ class ServerProcess:
         self.socket = self.settings.server.unix_domain_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30, env: dict[str, str] | None = None) -> ServerProcess:
+    def start(self, timeout: float = START_TIMEOUT,
+              env: dict[str, str] | None = None) -> ServerProcess:
+        """Start the server and wait until it answers a ping; a server that does not answer
+        within `timeout` is killed (its host state stays for stop_and_clean)."""
         log = open(self.workdir / "server.log", "ab")
         self.proc = subprocess.Popen(
             [self.python, "-m", "warden_framework.server.main", "--config", str(self.config_path)],
@@ -42,6 +50,7 @@ class ServerProcess:
                 return self
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
                     raise RuntimeError(f"warden-server did not start: {self.log_tail()}")
                 time.sleep(0.02)
 
