@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from warden_framework import hookimpl
+from warden_framework import hookimpl, idmap
 from warden_framework.drivers import RootfsDriver
 from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 from warden_framework.idmap import IdMap
@@ -69,6 +69,15 @@ class UnionRootfsDriver(RootfsDriver):
     def fs_record(self, lower: Path, paths: FsPaths) -> dict:
         """setup_fs's record; recover reads `lower` back from it."""
         return {"lower": str(lower)}
+
+    @hookimpl
+    def setup_host(self, settings):
+        """The user namespaces of every range of the uid pool, made ahead on a thread of
+        their own (idmapped.USERNS), so that no create waits for one."""
+        user = settings.user
+        ranges = (idmap.for_pool_uid(user, uid)
+                  for uid in range(user.pool_start_uid, user.pool_start_uid + user.pool_size))
+        idmapped.USERNS.warm(r for r in ranges if r is not None)
 
     @hookimpl
     def setup_fs(self, container, settings):
