@@ -27,15 +27,27 @@ def mounts() -> set[str]:
 
 
 def cgroups(root: Path = CGROUP_ROOT) -> set[str]:
+    """Warden-named groups and their children in every hierarchy under `root`: each v1
+    controller's, the hybrid layout's unified one (root/unified), or `root` itself when it is
+    a pure cgroup v2 mount. systemd's named v1 hierarchy holds none of ours."""
+    if (root / "cgroup.controllers").exists():
+        return _warden_groups(root)
     found = set()
     for hierarchy in root.iterdir() if root.is_dir() else ():
-        if hierarchy.name in ("unified", "systemd"):
-            continue
-        for group in hierarchy.iterdir():
-            if group.is_dir() and (group.name.startswith(("warden", "wt")) or
-                                   group.name.startswith("instance-")):
-                found.add(str(group))
+        if hierarchy.name != "systemd" and hierarchy.is_dir():
+            found |= _warden_groups(hierarchy)
+    return found
+
+
+def _warden_groups(hierarchy: Path) -> set[str]:
+    found = set()
+    for group in hierarchy.iterdir():
+        if group.name.startswith(("warden", "wt", "instance-")) and group.is_dir():
+            found.add(str(group))
+            try:
                 found.update(str(child) for child in group.iterdir() if child.is_dir())
+            except FileNotFoundError:  # removed while we looked: a concurrent teardown
+                pass
     return found
 
 

@@ -24,6 +24,7 @@ skip() { echo "SKIP: $*"; exit 77; }
 
 check_host() {
     local tool
+    [ "${WARDEN_GUEST:-}" != 1 ] || skip "already inside the warden test guest, where a nested emulated guest takes many minutes"
     for tool in qemu-system-x86_64 mkfs.ext4 cpio gzip ldd setquota repquota busybox; do
         command -v "$tool" > /dev/null || skip "$tool is not installed (see scripts/bootstrap.sh)"
     done
