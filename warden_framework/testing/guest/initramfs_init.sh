@@ -59,10 +59,21 @@ mount -t cgroup2 -o nsdelegate cgroup2 "$root/sys/fs/cgroup" || fail "mount cgro
 mount -t bpf bpf "$root/sys/fs/bpf"
 mount -t debugfs debugfs "$root/sys/kernel/debug"
 
+# A checkout under /tmp or /var/tmp (a CI clone) would vanish under the scratch disk: its
+# host view is kept aside and bound back at its own path.
+checkout=${guest_init%/warden_framework/testing/guest/init.sh}
+aside=/run/warden-guest-checkout
+mkdir -p "$root$aside"
+mount --bind "$root$checkout" "$root$aside" || fail "bind the checkout $checkout aside"
 mkdir -p "$root$disk"
 mount -t ext4 -o noinit_itable "$root/dev/vda" "$root$disk" || fail "mount the scratch disk /dev/vda"
 mount --bind "$root$disk/tmp" "$root/tmp" || fail "bind the scratch disk on /tmp"
 mount --bind "$root$disk/var-tmp" "$root/var/tmp" || fail "bind the scratch disk on /var/tmp"
+if [ ! -r "$root$guest_init" ]; then
+    mkdir -p "$root$checkout" && mount --bind "$root$aside" "$root$checkout" \
+        || fail "bind the checkout back at $checkout"
+fi
+umount "$root$aside"
 
 umount /proc
 exec switch_root "$root" /bin/sh "$guest_init"
