@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -81,6 +82,15 @@ def write_control(path: Path, value: str) -> None:
         os.write(fd, value.encode("ascii"))
     finally:
         os.close(fd)
+
+
+def kill(pid: int, sig: int) -> bool:
+    """Send `sig` to `pid`; return False if the process is already gone."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def make_group(path: Path) -> bool:
@@ -181,3 +191,29 @@ class OomSource:
 
     def close(self) -> None:
         self.watch.close()
+
+
+class ContainerFiles:
+    """What a cgroup driver keeps open per container between requests: its statistics files
+    (OpenStatFiles) and its OOM event source; both closed when its limits are released."""
+
+    def __init__(self) -> None:
+        self._stats: dict[str, OpenStatFiles] = {}
+        self._oom: dict[str, OomSource] = {}
+
+    def stat_files(self, container_id: str) -> OpenStatFiles:
+        files = self._stats.get(container_id)
+        return files if files is not None else self._stats.setdefault(container_id, OpenStatFiles())
+
+    def oom_source(self, container_id: str, open_watch: Callable[[Path], OomWatch],
+                   group: Path) -> OomSource:
+        """The container's OOM source, made by `open_watch(group)` the first time."""
+        source = self._oom.get(container_id)
+        if source is None:
+            source = self._oom[container_id] = OomSource(open_watch(group))
+        return source
+
+    def close(self, container_id: str) -> None:
+        for kept in (self._oom.pop(container_id, None), self._stats.pop(container_id, None)):
+            if kept is not None:
+                kept.close()

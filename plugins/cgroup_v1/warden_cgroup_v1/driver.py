@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from warden_framework import cgroupfs, hookimpl
-from warden_framework.cgroupfs import OomSource
 from warden_framework.drivers import LimitsDriver
 from warden_framework.errors import DriverError, DriverUnavailable
 
@@ -21,8 +20,7 @@ class CgroupV1Driver(LimitsDriver):
         self.root = Path(settings.server.cgroup_root)
         self.prefix = settings.server.name_prefix
         self.hierarchies = cgroups.discover_hierarchies(self.root)
-        self._oom: dict[str, OomSource] = {}
-        self._stat_files: dict[str, stats.OpenStatFiles] = {}
+        self._open = cgroupfs.ContainerFiles()
 
     @classmethod
     def check_host(cls, settings) -> None:
@@ -52,12 +50,7 @@ class CgroupV1Driver(LimitsDriver):
 
     @hookimpl
     def release_limits(self, container, record):
-        source = self._oom.pop(container.id, None)
-        if source is not None:
-            source.close()
-        files = self._stat_files.pop(container.id, None)
-        if files is not None:
-            files.close()
+        self._open.close(container.id)
         cgroups.remove(self.root, self.prefix, container.id, hierarchies=self.hierarchies)
 
     @hookimpl
@@ -79,9 +72,7 @@ class CgroupV1Driver(LimitsDriver):
         if "limits" not in container.records:
             return None
         paths = self._paths(container)
-        files = self._stat_files.get(container.id)
-        if files is None:
-            files = self._stat_files.setdefault(container.id, stats.OpenStatFiles())
+        files = self._open.stat_files(container.id)
         fields = {"memory_stat": stats.memory_stat(paths.memory, files.read),
                   "cpu_stat": stats.cpu_stat(paths.cpuacct, files.read)}
         if "pids" in paths.by_controller:
@@ -93,10 +84,7 @@ class CgroupV1Driver(LimitsDriver):
         """OOM watching starts with the first memory limit, as in Warden (facts §4.7)."""
         if container.memory_limit is None or "limits" not in container.records:
             return []
-        source = self._oom.get(container.id)
-        if source is None:
-            source = self._oom[container.id] = OomSource(OomWatch.open(self._paths(container).memory))
-        return [source]
+        return [self._open.oom_source(container.id, OomWatch.open, self._paths(container).memory)]
 
     @hookimpl
     def recover(self, container, settings):

@@ -11,23 +11,15 @@ import signal
 import time
 from collections.abc import Iterable
 
-# Control files and groups are the core's, named here too, where unit tests replace them.
+# Control files, groups and kill are the core's, named here too, where unit tests replace them.
 from warden_framework.cgroupfs import (  # noqa: F401
+    kill,
     make_group,
     pread_text,
     read_control,
     remove_group,
     write_control,
 )
-
-
-def kill(pid: int, sig: int) -> bool:
-    """Send `sig` to `pid`; return False if the process is already gone."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def kill_and_wait(pids: Iterable[int], sig: int, timeout: float) -> list[int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from warden_framework import cgroupfs, hookimpl
-from warden_framework.cgroupfs import OomSource
 from warden_framework.drivers import LimitsDriver
 from warden_framework.errors import DriverError, DriverUnavailable
 
@@ -19,8 +18,7 @@ class CgroupV2Driver(LimitsDriver):
         super().__init__(settings)
         self.root = Path(settings.server.cgroup_root)
         self.prefix = settings.server.name_prefix
-        self._oom: dict[str, OomSource] = {}
-        self._stat_files: dict[str, stats.OpenStatFiles] = {}
+        self._open = cgroupfs.ContainerFiles()
 
     @classmethod
     def check_host(cls, settings) -> None:
@@ -53,12 +51,7 @@ class CgroupV2Driver(LimitsDriver):
 
     @hookimpl
     def release_limits(self, container, record):
-        source = self._oom.pop(container.id, None)
-        if source is not None:
-            source.close()
-        files = self._stat_files.pop(container.id, None)
-        if files is not None:
-            files.close()
+        self._open.close(container.id)
         groups.remove(self._group(container))
 
     @hookimpl
@@ -83,9 +76,7 @@ class CgroupV2Driver(LimitsDriver):
         if "limits" not in container.records:
             return None
         group = self._group(container)
-        files = self._stat_files.get(container.id)
-        if files is None:
-            files = self._stat_files.setdefault(container.id, stats.OpenStatFiles())
+        files = self._open.stat_files(container.id)
         return {"memory_stat": stats.memory_stat(group, files),
                 "cpu_stat": stats.cpu_stat(group, files.read),
                 "pid_stat": cgroupfs.pid_stat(group, files.read)}
@@ -95,10 +86,7 @@ class CgroupV2Driver(LimitsDriver):
         """OOM watching starts with the first memory limit, as in Warden (facts §4.7)."""
         if container.memory_limit is None or "limits" not in container.records:
             return []
-        source = self._oom.get(container.id)
-        if source is None:
-            source = self._oom[container.id] = OomSource(OomWatch.open(self._group(container)))
-        return [source]
+        return [self._open.oom_source(container.id, OomWatch.open, self._group(container))]
 
     @hookimpl
     def recover(self, container, settings):
@@ -113,6 +101,7 @@ class CgroupV2Driver(LimitsDriver):
             memory.set_limit(group, container.memory_limit)
         if container.cpu_shares is not None:
             cpu.set_shares(group, container.cpu_shares)
-        cgroupfs.set_pids_max(group, settings.server.container_pids_limit)  # the setting may have changed
+        # the configured pids limit may have changed since the container was made
+        cgroupfs.set_pids_max(group, settings.server.container_pids_limit)
         if devices.attached(group) == 0:
             devices.attach(group)

@@ -13,8 +13,9 @@ import signal
 import time
 from pathlib import Path
 
-# Control files and groups are the core's, named here too, where unit tests replace them.
+# Control files, groups and kill are the core's, named here too, where unit tests replace them.
 from warden_framework.cgroupfs import (  # noqa: F401
+    kill,
     make_group,
     pread_text,
     read_control,
@@ -27,15 +28,6 @@ _IN_NONBLOCK = os.O_NONBLOCK  # the inotify flags are the open(2) flags, by defi
 _IN_CLOEXEC = os.O_CLOEXEC
 # struct statfs is 120 bytes on 64-bit Linux; f_type (a long) comes first.
 _STATFS_SIZE = 256
-
-
-def kill(pid: int, sig: int) -> bool:
-    """Send `sig` to `pid`; return False if the process is already gone."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def kill_all(pids: list[int]) -> None:
