@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from .container import OUT_OF_MEMORY
 from .errors import DriverError
 
-OUT_OF_MEMORY = "out of memory"  # the event text (warden-facts §4.7)
 PIDS_MAX = "pids.max"
 PIDS_CURRENT = "pids.current"
 UNLIMITED_PIDS = "max"

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 BORN, ACTIVE, STOPPED, DESTROYED = "born", "active", "stopped", "destroyed"
 ID_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
 ID_LENGTH = 11
+# Container events (facts §4.7, §6.4): the kernel killed a process for memory, and a job was
+# killed for passing job_output_limit.
+OUT_OF_MEMORY = "out of memory"
+OUTPUT_EXCEEDED = "command exceeded maximum output"
 
 
 class IdGenerator:

@@ -3,7 +3,8 @@
 Sections follow the order the server calls them. Subsystem hooks have exactly one owner (the
 configured driver of that subsystem) and are `firstresult`; gathering hooks (`pre_create`,
 `setup_host`, `info`, `snapshot`, `recover`, `event_sources`) may have many implementations.
-A record is a JSON-able dict that the orchestrator writes to snapshot.json once the container
+A record is a JSON-able dict (the keys other subsystems read are typed in records.py) that
+the orchestrator writes to snapshot.json once the container
 is active; a server killed during create runs every teardown with the record None at its next
 start, so a teardown finds what its setup made from the container's id alone.
 Every docstring answers four questions: Called, May assume, Returns, On failure.
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .container import Container
     from .jobs import Job
+    from .records import DiskRecord, ExecRecord, FsRecord, JobRecord, LimitsRecord, NetRecord
 
 hookspec = pluggy.HookspecMarker("warden")
 
@@ -82,7 +84,7 @@ def pre_create(container: Container, request: Any, settings: Settings) -> None:
 
 
 @hookspec(firstresult=True)
-def setup_fs(container: Container, settings: Settings) -> dict:
+def setup_fs(container: Container, settings: Settings) -> FsRecord:
     """Make the container's root filesystem at container.rootfs_dir, with its /etc files.
 
     Called: after setup_disk (first step when no disk driver is configured), while
@@ -97,7 +99,7 @@ def setup_fs(container: Container, settings: Settings) -> dict:
 
 
 @hookspec(firstresult=True)
-def teardown_fs(container: Container, record: dict | None) -> None:
+def teardown_fs(container: Container, record: FsRecord | None) -> None:
     """Unmount and remove what setup_fs made.
 
     Called: after destroy answered, in its background cleanup (finish_destroy); on rollback;
@@ -109,7 +111,7 @@ def teardown_fs(container: Container, record: dict | None) -> None:
 
 
 @hookspec(firstresult=True)
-def setup_init(container: Container, settings: Settings) -> dict:
+def setup_init(container: Container, settings: Settings) -> ExecRecord:
     """Start the container's init (wshd) in new namespaces; it may build its root meanwhile.
 
     Called: after apply_limits.
@@ -125,7 +127,7 @@ def setup_init(container: Container, settings: Settings) -> dict:
 
 
 @hookspec(firstresult=True)
-def start_init(container: Container, record: dict) -> None:
+def start_init(container: Container, record: ExecRecord) -> None:
     """Wait until the init serves requests (it reports a failure to build its root here).
 
     Called: last step of create, after every other setup step succeeded.
@@ -137,7 +139,7 @@ def start_init(container: Container, record: dict) -> None:
 
 
 @hookspec(firstresult=True)
-def teardown_init(container: Container, record: dict | None) -> None:
+def teardown_init(container: Container, record: ExecRecord | None) -> None:
     """Kill the container's init and every process in it.
 
     Called: on destroy, before it answers (the only teardown the client waits for); on
@@ -149,7 +151,7 @@ def teardown_init(container: Container, record: dict | None) -> None:
 
 
 @hookspec(firstresult=True)
-def apply_limits(container: Container, settings: Settings) -> dict:
+def apply_limits(container: Container, settings: Settings) -> LimitsRecord:
     """Create the container's cgroups and restrict devices, before the init exists.
 
     Called: after setup_disk, on another thread while setup_fs runs; before setup_init.
@@ -163,7 +165,7 @@ def apply_limits(container: Container, settings: Settings) -> dict:
 
 
 @hookspec(firstresult=True)
-def release_limits(container: Container, record: dict | None) -> None:
+def release_limits(container: Container, record: LimitsRecord | None) -> None:
     """Remove the container's cgroups (after its processes are gone).
 
     Called: after destroy answered, in its background cleanup (finish_destroy); on rollback
@@ -175,7 +177,7 @@ def release_limits(container: Container, record: dict | None) -> None:
 
 
 @hookspec(firstresult=True)
-def setup_disk(container: Container, settings: Settings) -> dict:
+def setup_disk(container: Container, settings: Settings) -> DiskRecord:
     """Give the container its disk quota bookkeeping (reset the uid's quota, make a subvolume).
 
     Called: first step of create, only when a disk driver is configured.
@@ -187,7 +189,7 @@ def setup_disk(container: Container, settings: Settings) -> dict:
 
 
 @hookspec(firstresult=True)
-def teardown_disk(container: Container, record: dict | None) -> None:
+def teardown_disk(container: Container, record: DiskRecord | None) -> None:
     """Undo setup_disk.
 
     Called: after destroy answered, in its background cleanup (finish_destroy); on rollback
@@ -199,7 +201,7 @@ def teardown_disk(container: Container, record: dict | None) -> None:
 
 
 @hookspec(firstresult=True)
-def setup_net(container: Container, settings: Settings) -> dict:
+def setup_net(container: Container, settings: Settings) -> NetRecord:
     """Connect the container to the host: veth pair, addresses, filter and NAT chains.
 
     Called: after apply_limits, before start_init.
@@ -212,7 +214,7 @@ def setup_net(container: Container, settings: Settings) -> dict:
 
 
 @hookspec(firstresult=True)
-def teardown_net(container: Container, record: dict | None) -> None:
+def teardown_net(container: Container, record: NetRecord | None) -> None:
     """Remove what setup_net made for this container.
 
     Called: after destroy answered, in its background cleanup (finish_destroy); on rollback;
@@ -229,7 +231,7 @@ def teardown_net(container: Container, record: dict | None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 @hookspec(firstresult=True)
-def spawn(container: Container, job: Job, settings: Settings) -> dict:
+def spawn(container: Container, job: Job, settings: Settings) -> JobRecord:
     """Start a job: bash reading job.script on stdin, output into job.dir's files.
 
     Called: on spawn and run, with the container active and job.dir created.
@@ -238,10 +240,10 @@ def spawn(container: Container, job: Job, settings: Settings) -> dict:
     (a Run's, whose id no client learns, with the next deferred write). When the job ends, the
     driver MUST call job.finish(exit_status) from any thread (255 for a signal death). If
     job.linger > 0 the driver may wait up to that many seconds for the end and finish the job
-    before returning (a Run answers a job that ended by then from the same thread). The
-    snapshot learns of the end, and of the job being forgotten after a link, only later
-    (coalesced with the next write), so the driver MUST also record the exit status in
-    job.status_path, in a format of its own: its `recover` finds it there. The job's files
+    before returning (a Run answers a job that ended by then from the same thread:
+    server/short_run.py). The snapshot learns of the end, and of the job being forgotten
+    after a link, only later (persistence.py), so the driver MUST also record the exit status
+    in job.status_path, in a format of its own: its `recover` finds it there. The job's files
     may already exist, empty (made ahead, jobs.make_job_dir).
     On failure: raise WardenError; no process of the job may remain.
     """

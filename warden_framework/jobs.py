@@ -13,7 +13,10 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
+
+if TYPE_CHECKING:
+    from .specs import JobSpec
 
 # How long a follower sleeps at end-of-file while the job still runs. Output that is there is
 # read at once; this only bounds the latency of new output.
@@ -71,6 +74,14 @@ class Job:
     # How far `log_tag` forwarding has sent each output file (to its last complete line): in
     # the snapshot, so after a restart forwarding resumes there and no line is skipped.
     log_offsets: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, job_id: int, job_dir: Path, spec: JobSpec, rlimits: dict[str, int],
+                  linger: float = 0.0, output_limit: int | None = None) -> Job:
+        """A new job for `spec`, with `rlimits` merged with the server's (orchestrator.spawn)."""
+        return cls(id=job_id, dir=job_dir, script=spec.script, privileged=spec.privileged,
+                   rlimits=rlimits, discard_output=spec.discard_output, log_tag=spec.log_tag,
+                   linger=linger, output_limit=output_limit)
 
     def __post_init__(self) -> None:
         self._done = threading.Event()

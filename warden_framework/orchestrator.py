@@ -1,4 +1,5 @@
 """Thin: each request is a sequence of Hooks calls; create is a table of steps with rollback.
+What reaches disk, and when, is persistence.py's: this module reports each change there.
 
 All methods are synchronous and run in the server's thread pool while the server holds the
 container's lock (finish_destroy excepted: the container is out of the registry by then).
@@ -16,15 +17,17 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-from . import idmap
-from . import snapshot as snapshots
+from . import idmap, persistence
 from .binds import allowed_binds
 from .config import Settings
-from .container import ACTIVE, BORN, DESTROYED, STOPPED, Container, IdGenerator, check_state
+from .container import (ACTIVE, DESTROYED, OUT_OF_MEMORY, STOPPED, Container, IdGenerator,
+                        check_state)
 from .errors import WardenError
 from .jobs import EXIT_KILLED, Job, JobCounter, make_job_dir, prepare_spare
+from .persistence import SnapshotWriter
 from .plugins import Hooks
 from .pools import Pools
+from .specs import CreateSpec, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,6 @@ TEARDOWN_ORDER = ("exec", "network", "limits", "rootfs", "disk")
 # from the API; the rest of TEARDOWN_ORDER is finish_destroy's, off the request's path.
 DESTROY_NOW = ("exec",)
 STOP_TIMEOUT = 10.0
-# How long a Run's thread waits for its job to end before leaving it to the loop (run()).
-RUN_LINGER = 0.005
-OUT_OF_MEMORY = "out of memory"
-OUTPUT_EXCEEDED = "command exceeded maximum output"
 
 
 class Orchestrator:
@@ -71,17 +70,10 @@ class Orchestrator:
         self.containers: dict[str, Container] = {}
         self._reserved: set[str] = set()
         self._lock = threading.Lock()
-        self._pending_lock = threading.Lock()
-        # Container ids whose snapshot lags memory, and directories of forgotten jobs: both
-        # settled by `flush`, which the server runs shortly after (or any write settles the first).
-        self._stale: set[str] = set()
-        self._forgotten: dict[str, list[Path]] = {}
         self.new_id = IdGenerator()
         self.new_job_id = JobCounter()
-        # One writer at a time per container (jobs end on other threads; the last writer must
-        # see all), never one for all containers: a request never waits on another's I/O.
-        self._write_locks: dict[str, threading.Lock] = {}
-        self.run_linger = RUN_LINGER
+        # When a container's record reaches disk is decided there, and only there.
+        self.persistence = SnapshotWriter(hooks)
 
     # -- registry -------------------------------------------------------------------------
     def lookup(self, handle: str) -> Container:
@@ -94,27 +86,28 @@ class Orchestrator:
         return [h for h, c in list(self.containers.items()) if c.state in (ACTIVE, STOPPED)]
 
     # -- create ---------------------------------------------------------------------------
-    def create(self, handle: str | None, grace_time: float | None, network: str | None,
-               rootfs: str | None, binds: list[dict], request: Any = None) -> Container:
-        binds = allowed_binds(binds, self.settings.server.bind_mount_allowed_paths)
+    def create(self, spec: CreateSpec) -> Container:
+        binds = allowed_binds([bind.to_dict() for bind in spec.bind_mounts],
+                              self.settings.server.bind_mount_allowed_paths)
         container_id = self.new_id()
-        handle = handle or container_id
+        handle = spec.handle or container_id
         with self._lock:
             if handle in self.containers or handle in self._reserved:
                 raise WardenError(f"container with handle: {handle} already exists.")
             self._reserved.add(handle)
         container = Container(id=container_id, handle=handle, path=self.depot / container_id,
-                              grace_time=grace_time, rootfs_request=rootfs, binds=binds)
+                              grace_time=spec.grace_time, rootfs_request=spec.rootfs,
+                              binds=binds)
         steps = [step for step in CREATE_STEPS if self.hooks.has(step[0])]
         try:
-            container.network = self.pools.network.acquire_network(network)
+            container.network = self.pools.network.acquire_network(spec.network)
             container.uid = self.pools.uids.acquire_uid()
             container.id_map = idmap.for_pool_uid(self.settings.user, container.uid)
             container.path.mkdir(mode=0o700, parents=True)
-            self.hooks.pre_create(container, request, self.settings)
+            self.hooks.pre_create(container, spec.request, self.settings)
             self._run_steps(container, steps)
             container.state = ACTIVE
-            self.write_snapshot(container)
+            self.persistence.write(container)
         except BaseException:
             self._release_resources(container)
             with self._lock:
@@ -129,7 +122,7 @@ class Orchestrator:
         """Run `steps` stage by stage after a snapshot that says the container is born (see
         CREATE_STEPS, CREATE_STAGES); on failure, tear down the steps that started, in
         teardown order."""
-        self.write_snapshot(container)
+        self.persistence.write(container)
         setups = {subsystem: setup for subsystem, setup, _ in steps}
         try:
             for stage in CREATE_STAGES:
@@ -194,7 +187,7 @@ class Orchestrator:
         try:
             self._stop(container, kill)
         finally:
-            self.write_snapshot(container)
+            self.persistence.write(container)
 
     def _stop(self, container: Container, kill: bool) -> None:
         container.state = STOPPED
@@ -213,19 +206,16 @@ class Orchestrator:
             except Exception as exc:
                 log.warning("stop before destroy of %s: %s", container.id, exc)
         container.destroying = True  # a crash from here on: recovery finishes the destroy
-        self.write_snapshot(container)  # one write for the stop and the destroy
+        self.persistence.write(container)  # one write for the stop and the destroy
         errors = self._teardown(container, DESTROY_NOW)
         if errors:
             container.destroying = False
-            self.write_snapshot(container)
+            self.persistence.write(container)
             raise errors[0] if isinstance(errors[0], WardenError) else WardenError(str(errors[0]))
         for job in container.jobs.values():
             job.finish(EXIT_KILLED)
         container.state = DESTROYED
-        with self._pending_lock:
-            self._stale.discard(container.id)
-            self._forgotten.pop(container.id, None)
-        self._write_locks.pop(container.id, None)
+        self.persistence.drop(container)
         with self._lock:
             if self.containers.get(container.handle) is container:
                 del self.containers[container.handle]
@@ -244,47 +234,24 @@ class Orchestrator:
         return True
 
     # -- jobs -----------------------------------------------------------------------------
-    def spawn(self, container: Container, script: bytes, privileged: bool, rlimits: dict[str, int],
-              discard_output: bool, log_tag: str | None, record: bool = True,
+    def spawn(self, container: Container, spec: JobSpec, id_known: bool = True,
               linger: float = 0.0) -> Job:
-        """Start a job. With `record` the snapshot names it before the client learns its id
-        (a client may link it after a restart); without, the next `flush` writes it. The
-        driver may wait up to `linger` seconds for a short job's end (hookspecs.spawn)."""
+        """Start a job. `id_known`: its client learns its id (a Spawn) and may link it after
+        a restart, so the record names it before the answer (persistence.py). The driver may
+        wait up to `linger` seconds for a short job's end (hookspecs.spawn)."""
         check_state(container, ACTIVE)
         job_id = self.new_job_id()
-        merged = {**self.settings.server.container_rlimits, **rlimits}
-        job = Job(id=job_id, dir=make_job_dir(container.jobs_dir, job_id), script=script,
-                  privileged=privileged, rlimits=merged, discard_output=discard_output,
-                  log_tag=log_tag, linger=linger, output_limit=self._output_limit(discard_output))
+        job = Job.from_spec(job_id, make_job_dir(container.jobs_dir, job_id), spec,
+                            rlimits={**self.settings.server.container_rlimits, **spec.rlimits},
+                            linger=linger, output_limit=self._output_limit(spec.discard_output))
         try:
             job.record = self.hooks.spawn(container, job, self.settings) or {}
         except BaseException:
             shutil.rmtree(job.dir, ignore_errors=True)
             raise
         container.jobs[job_id] = job
-        if record:
-            self.write_snapshot(container)
+        self.persistence.job_started(container, job, id_known)
         return job
-
-    def run(self, container: Container, script: bytes, privileged: bool, rlimits: dict[str, int],
-            discard_output: bool, log_tag: str | None) -> tuple[Job, dict | None]:
-        """Spawn for a Run, and the container's info if the job ended within RUN_LINGER.
-
-        A Run's client never learns the job's id, so nothing waits for the job's record: it
-        goes to disk with the next `flush` (the server asks for one), and a short job never
-        costs a snapshot write. The exec driver may wait for the job's end in this thread;
-        if it ended, the info is read here too, sparing the hand-offs back to the loop and
-        out again, which on an idle machine cost more than the job. Otherwise (None) the
-        server awaits the job as for a Link.
-        """
-        job = self.spawn(container, script, privileged, rlimits, discard_output, log_tag,
-                         record=False, linger=self.run_linger)
-        if not job.done or job.output_limit_hit:
-            return job, None
-        try:
-            return job, self.info(container, full=False)
-        except WardenError:  # e.g. stopped meanwhile: the server's usual path decides
-            return job, None
 
     def prepare_job_dir(self, container: Container) -> None:
         """Make the directory of the container's next job ahead (jobs.make_job_dir)."""
@@ -299,34 +266,15 @@ class Orchestrator:
 
     def forget_job(self, container: Container, job: Job) -> None:
         """A job whose result a client received is gone (facts §6.3). Memory only, so the
-        server may call it on the loop: the snapshot without the job and the removal of its
-        directory wait for `flush`. A crash before then brings the finished job back at
-        recovery, its status read from its directory; nothing is lost or leaked."""
-        if container.jobs.pop(job.id, None) is not None and container.state != DESTROYED:
-            with self._pending_lock:
-                if job.recorded:
-                    self._stale.add(container.id)
-                self._forgotten.setdefault(container.id, []).append(job.dir)
+        server may call it on the loop; its record and directory follow (persistence.py). A
+        crash before then brings the finished job back at recovery, its status read from its
+        directory; nothing is lost or leaked."""
+        if container.jobs.pop(job.id, None) is not None:
+            self.persistence.job_forgotten(container, job)
 
     def job_ended(self, container: Container, job: Job) -> None:
-        """A job of `container` ended: a snapshot naming it is stale but nothing relies on it
-        yet (recovery reads the exit status from the job's directory), so it waits for `flush`."""
-        if job.recorded:
-            with self._pending_lock:
-                self._stale.add(container.id)
-
-    def flush(self, container: Container) -> None:
-        """Write the snapshot if it is stale or lacks a live job, then remove the directories
-        of forgotten jobs (in that order: a crash in between leaves a directory no snapshot
-        names, never a snapshot naming a job whose directory is gone)."""
-        with self._pending_lock:
-            stale = container.id in self._stale
-            dirs = self._forgotten.pop(container.id, [])
-        stale = stale or any(not job.recorded for job in list(container.jobs.values()))
-        if stale and container.state != DESTROYED:
-            self.write_snapshot(container)
-        for path in dirs:
-            shutil.rmtree(path, ignore_errors=True)
+        """A job of `container` ended (called on the loop by the server's supervision)."""
+        self.persistence.job_ended(container, job)
 
     def enforce_output_limit(self, container: Container, job: Job) -> None:
         """Kill a job whose combined output passed job_output_limit (facts §6.4)."""
@@ -356,20 +304,20 @@ class Orchestrator:
         if from_pool:
             container.ports.append(host_port)
         container.net_in_rules.append([host_port, container_port])
-        self.write_snapshot(container)
+        self.persistence.write(container)
         return host_port, container_port
 
     def net_out(self, container: Container, rule: dict) -> None:
         check_state(container, ACTIVE)
         container.net_out_rules.append(self.hooks.net_out(container, rule))
-        self.write_snapshot(container)
+        self.persistence.write(container)
 
     def limit_memory(self, container: Container, limit: int | None) -> int:
         check_state(container, ACTIVE, STOPPED)
         kept = self.hooks.limit_memory(container, limit)
         if limit is not None:
             container.memory_limit = limit
-            self.write_snapshot(container)
+            self.persistence.write(container)
         return kept
 
     def limit_cpu(self, container: Container, shares: int | None) -> int:
@@ -377,7 +325,7 @@ class Orchestrator:
         kept = self.hooks.limit_cpu(container, shares)
         if shares is not None:
             container.cpu_shares = shares
-            self.write_snapshot(container)
+            self.persistence.write(container)
         return kept
 
     def limit_bandwidth(self, container: Container, rate: int, burst: int) -> tuple[int, int]:
@@ -417,22 +365,9 @@ class Orchestrator:
         if container.state == ACTIVE:
             self.stop(container)
         else:
-            self.write_snapshot(container)
+            self.persistence.write(container)
 
     # -- snapshots and recovery -----------------------------------------------------------
-    def write_snapshot(self, container: Container) -> None:
-        with self._write_locks.setdefault(container.id, threading.Lock()):
-            with self._pending_lock:
-                self._stale.discard(container.id)
-            data = container.to_dict()
-            jobs = list(container.jobs.values())
-            data["jobs"] = {str(j.id): j.to_dict() for j in jobs}
-            if container.state != BORN:
-                data["plugins"] = self.hooks.snapshot(container)
-            snapshots.write_snapshot(container.path, data)
-            for job in jobs:
-                job.recorded = True
-
     def recover_all(self) -> list[Container]:
         """Re-register every live container in the depot; destroy the others completely."""
         recovered = []
@@ -452,7 +387,7 @@ class Orchestrator:
         return recovered
 
     def _recover_one(self, path: Path) -> Container | None:
-        data = snapshots.read_snapshot(path)
+        data = persistence.read(path)
         if data is None or data["state"] not in (ACTIVE, STOPPED) or data.get("destroying"):
             reason = "no readable snapshot" if data is None else (
                 "destroy was under way" if data.get("destroying") else f"state {data['state']}")
@@ -471,7 +406,7 @@ class Orchestrator:
             return None
         with self._lock:
             self.containers[container.handle] = container
-        self.write_snapshot(container)
+        self.persistence.write(container)
         return container
 
     def _arm_output_limits(self, container: Container) -> None:

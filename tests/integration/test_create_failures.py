@@ -51,7 +51,7 @@ def test_server_killed_during_create_cleans_up_at_next_start(server_process, ste
     and the next start tears everything down by the container's id."""
     srv = server_process
     srv.kill()
-    srv.start(env={"WARDEN_TEST_FAULT": f"{step}:kill"})
+    srv.start(fault=f"{step}:kill")
     with Client(srv.socket) as c:
         with pytest.raises((EOFError, ConnectionError)):
             c.create()
@@ -68,7 +68,7 @@ def test_server_killed_during_destroy_finishes_it_at_next_start(server_process):
         handle = c.create().handle
         c.spawn(handle=handle, script=b"sleep 100")
     srv.kill()
-    srv.start(env={"WARDEN_TEST_FAULT": "teardown_init:kill"})
+    srv.start(fault="teardown_init:kill")
     with Client(srv.socket) as c:
         with pytest.raises((EOFError, ConnectionError)):
             c.destroy(handle=handle)
@@ -88,7 +88,7 @@ def test_server_killed_after_destroy_returned_finishes_cleanup_at_next_start(ser
         handle = c.create().handle
         c.spawn(handle=handle, script=b"sleep 100")
     srv.kill()
-    srv.start(env={"WARDEN_TEST_FAULT": f"{step}:kill"})
+    srv.start(fault=f"{step}:kill")
     with Client(srv.socket) as c:
         c.destroy(handle=handle)  # answered before the cleanup's first step
     assert srv.proc.wait(30) == -signal.SIGKILL

@@ -11,6 +11,7 @@ import pytest
 from warden_framework.config import settings_from_dict
 from warden_framework.errors import WardenError
 from warden_framework.server.main import build_orchestrator
+from warden_framework.specs import CreateSpec, JobSpec
 from warden_framework.testing.fakes import FAKE_DRIVERS, _Fake
 
 
@@ -35,7 +36,7 @@ def hooks_called(container_id):
 
 
 def test_create_runs_steps_in_order(orch):
-    c = orch.create(None, 5, None, None, [])
+    c = orch.create(CreateSpec(grace_time=5))
     called = hooks_called(c.id)
     # setup_fs and apply_limits are one stage, on two threads: either may log first
     assert called[0] == "setup_disk" and set(called[1:3]) == {"setup_fs", "apply_limits"}
@@ -50,7 +51,7 @@ def test_create_runs_steps_in_order(orch):
 def test_failed_step_rolls_back_started_steps(orch, failing):
     _Fake.fail_on = {failing}
     with pytest.raises(WardenError, match=f"{failing} failed on purpose"):
-        orch.create("h1", 5, None, None, [])
+        orch.create(CreateSpec(handle="h1", grace_time=5))
     cid = _Fake.calls[0][2]
     called = hooks_called(cid)
     order = ["setup_disk", "setup_fs", "apply_limits", "setup_init", "setup_net"]
@@ -80,7 +81,7 @@ def test_setup_fs_and_apply_limits_run_side_by_side(orch, monkeypatch):
         record(self, hook, container)
 
     monkeypatch.setattr(_Fake, "_record", meeting)
-    c = orch.create(None, 5, None, None, [])
+    c = orch.create(CreateSpec(grace_time=5))
     assert c.state == "active"
 
 
@@ -95,7 +96,7 @@ def test_a_failed_step_waits_for_the_step_beside_it_then_undoes_both(orch, monke
     monkeypatch.setattr(_Fake, "_record", slow_fs)
     _Fake.fail_on = {"apply_limits"}
     with pytest.raises(WardenError, match="apply_limits failed on purpose"):
-        orch.create("h1", 5, None, None, [])
+        orch.create(CreateSpec(handle="h1", grace_time=5))
     called = hooks_called(_Fake.calls[0][2])
     assert called.index("setup_fs") < called.index("release_limits")
     assert [h for h in called if h.startswith(("teardown", "release"))] == [
@@ -104,25 +105,25 @@ def test_a_failed_step_waits_for_the_step_beside_it_then_undoes_both(orch, monke
 
 
 def test_duplicate_handle_is_refused(orch):
-    orch.create("same", 5, None, None, [])
+    orch.create(CreateSpec(handle="same", grace_time=5))
     with pytest.raises(WardenError, match=r"^container with handle: same already exists\.$"):
-        orch.create("same", 5, None, None, [])
+        orch.create(CreateSpec(handle="same", grace_time=5))
 
 
 def test_requested_network_outside_pool(orch):
     with pytest.raises(WardenError, match=r"^Could not acquire network: 1\.1\.1\.0$"):
-        orch.create(None, 5, "1.1.1.1", None, [])
+        orch.create(CreateSpec(grace_time=5, network="1.1.1.1"))
 
 
 def test_network_pool_exhaustion(orch):
-    orch.create(None, 5, None, None, [])
-    orch.create(None, 5, None, None, [])
+    orch.create(CreateSpec(grace_time=5))
+    orch.create(CreateSpec(grace_time=5))
     with pytest.raises(WardenError, match=r"^Could not acquire network$"):
-        orch.create(None, 5, None, None, [])
+        orch.create(CreateSpec(grace_time=5))
 
 
 def test_destroy_tears_down_in_order_and_releases(orch):
-    c = orch.create(None, 5, None, None, [])
+    c = orch.create(CreateSpec(grace_time=5))
     orch.net_in(c, None, None)
     _Fake.calls.clear()
     orch.destroy(c)
@@ -137,7 +138,7 @@ def test_destroy_tears_down_in_order_and_releases(orch):
 
 
 def test_destroy_returns_before_the_slow_teardowns_and_pools_wait_for_them(orch):
-    c = orch.create("h", 5, None, None, [])
+    c = orch.create(CreateSpec(handle="h", grace_time=5))
     orch.net_in(c, None, None)
     _Fake.calls.clear()
     orch.destroy(c)
@@ -151,7 +152,7 @@ def test_destroy_returns_before_the_slow_teardowns_and_pools_wait_for_them(orch)
     assert len(orch.pools.ports) == 999
     assert c.path.exists()
     # the handle is free for a new container at once, with other resources
-    again = orch.create("h", 5, None, None, [])
+    again = orch.create(CreateSpec(handle="h", grace_time=5))
     assert again.id != c.id and again.network != c.network and again.uid != c.uid
     assert orch.net_in(again, None, None)[0] != c.ports[0]
     assert orch.finish_destroy(c) is True
@@ -165,7 +166,7 @@ def test_destroy_returns_before_the_slow_teardowns_and_pools_wait_for_them(orch)
 
 
 def test_failed_finish_destroy_keeps_everything_reserved_until_next_start(orch):
-    c = orch.create("h", 5, None, None, [])
+    c = orch.create(CreateSpec(handle="h", grace_time=5))
     orch.destroy(c)
     _Fake.fail_on = {"teardown_fs"}
     assert orch.finish_destroy(c) is False
@@ -181,23 +182,23 @@ def test_failed_finish_destroy_keeps_everything_reserved_until_next_start(orch):
 
 
 def test_state_checks_use_warden_text(orch):
-    c = orch.create(None, 5, None, None, [])
+    c = orch.create(CreateSpec(grace_time=5))
     orch.stop(c)
     with pytest.raises(WardenError, match=r"^Container state must be one of 'active', current state is 'stopped'$"):
-        orch.spawn(c, b"true", False, {}, False, None)
+        orch.spawn(c, JobSpec(b"true"))
     assert orch.limit_cpu(c, 1) == 2
 
 
 def test_recovery_reregisters_and_reserves(orch, tmp_path):
-    c = orch.create("keep", 5, None, None, [])
+    c = orch.create(CreateSpec(handle="keep", grace_time=5))
     orch.net_in(c, None, None)
-    dead = orch.create("dead", 5, None, None, [])
+    dead = orch.create(CreateSpec(handle="dead", grace_time=5))
     dead.snapshot_path.unlink()
     again = build_orchestrator(orch.settings, overrides=FAKE_DRIVERS, load_entry_points=False)
     recovered = again.recover_all()
     assert [r.handle for r in recovered] == ["keep"]
     assert not dead.path.exists()
-    fresh = again.create(None, 5, None, None, [])
+    fresh = again.create(CreateSpec(grace_time=5))
     assert fresh.network != c.network and fresh.uid != c.uid
     assert again.net_in(fresh, None, None)[0] == c.ports[0] + 1
 
@@ -207,43 +208,40 @@ def snapshot_jobs(container):
 
 
 def test_spawn_records_the_job_before_returning(orch):
-    c = orch.create(None, 5, None, None, [])
-    job = orch.spawn(c, b"sleep 5", False, {}, False, None)
+    c = orch.create(CreateSpec(grace_time=5))
+    job = orch.spawn(c, JobSpec(b"sleep 5"))
     try:
         assert snapshot_jobs(c) == {str(job.id)}
     finally:
         orch.stop(c, kill=True)
 
 
-def test_run_answers_a_short_job_from_its_thread_without_a_snapshot_write(orch):
-    c = orch.create(None, 5, None, None, [])
+def test_a_run_job_that_ended_at_once_costs_no_snapshot_write(orch):
+    c = orch.create(CreateSpec(grace_time=5))
     before = c.snapshot_path.stat().st_mtime_ns, c.snapshot_path.read_bytes()
-    orch.run_linger = 5.0  # a generous wait so that the fake's bash surely ends within it
-    job, info = orch.run(c, b"echo hi", False, {}, False, None)
+    # a generous linger, so that the fake's bash surely ends within it
+    job = orch.spawn(c, JobSpec(b"echo hi"), id_known=False, linger=5.0)
     assert job.exit_status == 0 and job.read_output(100) == (b"hi\n", b"")
-    assert info is not None and info["state"] == "active"
     orch.forget_job(c, job)
-    orch.flush(c)  # nothing named the job, so nothing is stale: no write
+    orch.persistence.flush(c)  # nothing named the job, so nothing is stale: no write
     assert (c.snapshot_path.stat().st_mtime_ns, c.snapshot_path.read_bytes()) == before
     assert not job.dir.exists()
 
 
 def test_a_run_job_that_runs_on_is_recorded_by_the_next_flush(orch):
-    c = orch.create(None, 5, None, None, [])
-    orch.run_linger = 0.0
-    job, info = orch.run(c, b"sleep 5", False, {}, False, None)
+    c = orch.create(CreateSpec(grace_time=5))
+    job = orch.spawn(c, JobSpec(b"sleep 5"), id_known=False)
     try:
-        assert info is None and snapshot_jobs(c) == set()
-        orch.flush(c)
+        assert not job.done and snapshot_jobs(c) == set()
+        orch.persistence.flush(c)
         assert snapshot_jobs(c) == {str(job.id)}
     finally:
         orch.stop(c, kill=True)
 
 
 def test_recovery_removes_jobs_no_snapshot_named(orch, tmp_path):
-    c = orch.create("keep", 5, None, None, [])
-    orch.run_linger = 0.0
-    job, _ = orch.run(c, b"sleep 5", False, {}, False, None)
+    c = orch.create(CreateSpec(handle="keep", grace_time=5))
+    job = orch.spawn(c, JobSpec(b"sleep 5"), id_known=False)
     orch.hooks.signal_job(c, job, signal.SIGKILL)  # the server "died" before any flush
     deadline = time.monotonic() + 5
     while not job.done and time.monotonic() < deadline:

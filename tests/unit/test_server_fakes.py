@@ -12,6 +12,7 @@ from warden_framework import hookimpl
 from warden_framework.client import Client, ServerError
 from warden_framework.jobs import READ_CHUNK
 from warden_framework.protocol import frame_message, pb
+from warden_framework.server import short_run
 from warden_framework.testing.fakes import FAKE_DRIVERS, _Fake
 from warden_framework.testing.server import ServerThread, fake_settings, running_server
 
@@ -255,12 +256,12 @@ def test_creates_run_at_most_one_per_cpu_at_a_time(tmp_path, monkeypatch):
     assert probe.most == 2
 
 
-def test_a_run_answer_bigger_than_the_socket_takes_arrives_whole(tmp_path):
+def test_a_run_answer_bigger_than_the_socket_takes_arrives_whole(tmp_path, monkeypatch):
     """A Run's answer is written by the worker thread as far as the socket takes it and the
     rest by the loop: the client still reads one whole frame, then the next answer."""
     settings = fake_settings(tmp_path, server={"job_output_limit": 8 << 20})
     with running_server(settings, FAKE_DRIVERS) as srv:
-        srv.orchestrator.run_linger = 10.0  # the fake's bash surely ends within it
+        monkeypatch.setattr(short_run, "RUN_LINGER", 10.0)  # the fake's bash surely ends within it
         with Client(settings.server.unix_domain_path) as c:
             h = c.create().handle
             resp = c.run(handle=h, script=b"head -c 3000000 /dev/zero | tr '\\0' x; echo done >&2")
@@ -269,10 +270,9 @@ def test_a_run_answer_bigger_than_the_socket_takes_arrives_whole(tmp_path):
 
 
 def test_a_lent_socket_writes_until_closed_and_closes_once():
-    from warden_framework.server.listener import LentSocket
     ours, client = socket.socketpair()
     with ours, client:
-        lent = LentSocket(os.dup(ours.fileno()))
+        lent = short_run.Loan(os.dup(ours.fileno()))
         assert lent.write_some(b"hi") == 2 and client.recv(2) == b"hi"
         lent.close()
         lent.close()  # harmless

@@ -22,6 +22,7 @@ from ..pools import Pools
 from .health import start_health_server
 from .lifecycle import Pidfile, raise_nofile_limit, setup_logging
 from .listener import WardenServer
+from .runtime import Runtime
 
 log = logging.getLogger("warden_framework.server")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "warden.yml"
@@ -37,8 +38,9 @@ def build_orchestrator(settings: Settings, overrides: dict[str, type[Driver]] | 
 
 
 async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Event | None = None,
-                ready: Callable[[WardenServer], None] | None = None) -> int:
-    """Serve until SIGUSR2/SIGTERM/SIGINT (main thread) or until `stop` is set (tests)."""
+                ready: Callable[[Runtime], None] | None = None) -> int:
+    """Serve until SIGUSR2/SIGTERM/SIGINT (main thread) or until `stop` is set (tests).
+    `ready` gets the runtime once the front end listens."""
     settings.depot.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Host users must reach nothing of a container (a set-id file its root made, its jobs'
     # output): the depot is root's alone, whatever mode an older server left.
@@ -46,8 +48,10 @@ async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Ev
     await asyncio.to_thread(orchestrator.hooks.setup_host, settings)
     recovered = await asyncio.to_thread(orchestrator.recover_all)
     log.info("recovered %d containers", len(recovered))
-    server = WardenServer(settings, orchestrator)
-    await server.start(recovered)
+    runtime = Runtime(settings, orchestrator)
+    await runtime.start(recovered)
+    front_end = WardenServer(settings, runtime)
+    await front_end.start()
     health = None
     if settings.health_check_server.port is not None:
         health = await start_health_server(settings.health_check_server.port)
@@ -60,22 +64,25 @@ async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Ev
         for signo in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signo, stop.set)
     if ready is not None:
-        ready(server)
+        ready(runtime)
     try:
         await stop.wait()
         log.info("draining")
-        await server.drain()
+        await front_end.drain()
+        await runtime.drain()
     finally:
         if health is not None:
             health.close()
-        await server.close()
+        await runtime.close()
         if pidfile:
             pidfile.release()
     log.info("drained; exiting")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extra_plugins: list | None = None) -> int:
+    """The command line. `extra_plugins` are registered beside the drivers (the test kit's
+    fault injection starts the server this way: warden_framework.testing.faults)."""
     parser = argparse.ArgumentParser(prog="warden-server", description=__doc__)
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config file")
     parser.add_argument("--teardown-host", action="store_true",
@@ -86,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         setup_logging(settings.logging.level, settings.logging.file)
         raise_nofile_limit()
-        # Test-only fault injection, off unless WARDEN_TEST_FAULT is set (testing/faults.py).
-        from ..testing.faults import from_environment
-        orchestrator = build_orchestrator(settings, extra_plugins=from_environment())
+        orchestrator = build_orchestrator(settings, extra_plugins=extra_plugins)
     except (ConfigError, DriverUnavailable) as exc:
         print(f"warden-server: {exc}", file=sys.stderr)
         return 2

@@ -78,9 +78,10 @@ def iptables_chains() -> set[str]:
 def loop_devices() -> set[str]:
     found = set()
     for dev in Path("/sys/block").glob("loop*"):
-        backing = dev / "loop" / "backing_file"
-        if backing.exists():
-            found.add(f"{dev.name} {backing.read_text().strip()}")
+        try:  # a device detached between the glob and the read has no backing file
+            found.add(f"{dev.name} {(dev / 'loop' / 'backing_file').read_text().strip()}")
+        except (FileNotFoundError, NotADirectoryError):
+            continue
     return found
 
 

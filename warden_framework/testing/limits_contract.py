@@ -33,13 +33,12 @@ from typing import Any, ClassVar
 import pytest
 
 from ..config import Settings, settings_from_dict
-from ..container import Container, IdGenerator
+from ..container import OUT_OF_MEMORY, Container, IdGenerator
 from ..errors import DriverUnavailable, WardenError
 
 MiB = 1 << 20
 PIDS_LIMIT = 24
 WAIT = 30.0  # seconds for the kernel to act; never reached when things work
-OUT_OF_MEMORY = "out of memory"
 
 # The child joins the groups, says so, then runs the workload (hex on one line of stdin).
 _JOIN = """

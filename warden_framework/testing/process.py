@@ -33,14 +33,15 @@ class ServerProcess:
         self.socket = self.settings.server.unix_domain_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = START_TIMEOUT,
-              env: dict[str, str] | None = None) -> ServerProcess:
+    def start(self, timeout: float = START_TIMEOUT, fault: str | None = None) -> ServerProcess:
         """Start the server and wait until it answers a ping; a server that does not answer
-        within `timeout` is killed (its host state stays for stop_and_clean)."""
+        within `timeout` is killed (its host state stays for stop_and_clean). `fault`
+        (`<hook>:<raise|kill>`) starts it with testing.faults' plugin registered."""
         log = open(self.workdir / "server.log", "ab")
+        module = ["warden_framework.testing.faults", fault] if fault else ["warden_framework.server.main"]
         self.proc = subprocess.Popen(
-            [self.python, "-m", "warden_framework.server.main", "--config", str(self.config_path)],
-            stdout=log, stderr=log, start_new_session=True, env={**os.environ, **(env or {})})
+            [self.python, "-m", *module, "--config", str(self.config_path)],
+            stdout=log, stderr=log, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
         while True:

@@ -1,4 +1,5 @@
-"""Run a real WardenServer on its own event loop thread, with injected drivers, for tests."""
+"""Run a real server (runtime + Warden front end) on its own event loop thread, with injected
+drivers, for tests. `ServerThread.server` is its Runtime."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Iterator
 
 from ..config import Settings, settings_from_dict
 from ..drivers import Driver
-from ..server.listener import WardenServer
 from ..server.main import build_orchestrator, serve
+from ..server.runtime import Runtime
 
 
 def fake_settings(tmp_path, **overrides) -> Settings:
@@ -35,7 +36,7 @@ class ServerThread:
         self.settings = settings
         self.orchestrator = build_orchestrator(settings, overrides, extra_plugins,
                                                load_entry_points=False)
-        self.server: WardenServer | None = None
+        self.server: Runtime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -54,7 +55,7 @@ class ServerThread:
             self.error = exc
             self._ready.set()
 
-    def _on_ready(self, server: WardenServer) -> None:
+    def _on_ready(self, server: Runtime) -> None:
         self.server = server
         self._ready.set()
 
