@@ -133,6 +133,8 @@ class Settings:
     drivers: DriverSettings = field(default_factory=DriverSettings)
     # Free-form options for plugins, keyed by plugin name; each plugin validates its own.
     plugins: dict[str, Any] = field(default_factory=dict)
+    # The front ends that serve (frontends.py), each with its own options; it checks them.
+    frontends: dict[str, dict[str, Any]] = field(default_factory=lambda: {"warden": {}})
 
     @property
     def depot(self) -> Path:
@@ -170,6 +172,9 @@ def settings_from_dict(data: Any, base_dir: Path | None = None) -> Settings:
                 raise ConfigError("plugins: expected a mapping")
             sections[section] = dict(raw)
             continue
+        if section == "frontends":
+            sections[section] = _frontends(raw)
+            continue
         if section == "server" and isinstance(raw, dict) and "quota" in raw:
             # Warden keeps quota under server:; accept both places.
             raw = dict(raw)
@@ -187,8 +192,23 @@ def _section_classes() -> dict[str, type]:
     return {
         "server": ServerSettings, "network": NetworkSettings, "port": PortSettings,
         "user": UserSettings, "quota": QuotaSettings, "health_check_server": HealthCheckSettings,
-        "logging": LoggingSettings, "drivers": DriverSettings, "plugins": dict,
+        "logging": LoggingSettings, "drivers": DriverSettings, "plugins": dict, "frontends": dict,
     }
+
+
+def _frontends(raw: Any) -> dict[str, dict[str, Any]]:
+    """name -> options (null: no options). At least one front end must serve."""
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("frontends: expected a mapping of front end names to their options, "
+                          "e.g. {warden: {}}")
+    found = {}
+    for name, options in raw.items():
+        if options is None:
+            options = {}
+        if not isinstance(name, str) or not isinstance(options, dict):
+            raise ConfigError(f"frontends.{name}: expected a mapping of options, got {options!r}")
+        found[name] = dict(options)
+    return found
 
 
 def _build_section(name: str, cls: type, raw: Any) -> Any:

@@ -207,6 +207,8 @@ def setup_net(container: Container, settings: Settings) -> NetRecord:
     Called: after apply_limits, before start_init.
     May assume: the init holds the network namespace (container.records["exec"]["pid"]);
     container.network is the /30 reserved for it; no object named after its id exists.
+    MUST: drop traffic from the container whose source is not the container's address
+    (anti-spoofing: DESIGN.md, Containment).
     Returns: a record naming everything made.
     On failure: raise DriverError. Partial work may stay behind: teardown_net removes it.
     Never touch objects not named after this container's id.

@@ -80,10 +80,11 @@ class SnapshotWriter:
     # -- jobs: at once or deferred -----------------------------------------------------------
     def job_started(self, container: Container, job: Job, id_known: bool) -> None:
         """A Spawn's job (`id_known`: its client may link it after a restart) is written now;
-        a Run's goes with the next flush."""
+        a Run's goes with the next flush, unless it already ended (a short Run's, forgotten
+        as soon as it is answered: it never costs a write)."""
         if id_known:
             self.write(container)
-        else:
+        elif not job.done:
             self._schedule(container, FLUSH_DELAY)
 
     def job_ended(self, container: Container, job: Job) -> None:

@@ -11,10 +11,12 @@ import grp
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, WardenError
+from ..frontends import FrontEnd
 from ..protocol import (FrameDecoder, FrameError, ProtocolError, decode_message, error_response,
                         frame_message)
 from .connection import Connection
@@ -56,14 +58,15 @@ def bind_socket(path: str, mode: int, group: str | None) -> socket.socket:
     return sock
 
 
-class WardenServer:
-    """The Warden protocol front end: the listening socket, its connections, and the order
-    of answers on each. What a request does is the dispatcher's; the core's mechanics are
-    the runtime's."""
+class WardenServer(FrontEnd):
+    """The Warden protocol front end (`frontends: {warden: {}}`, on by default): the listening
+    socket (server.unix_domain_path), its connections, and the order of answers on each.
+    What a request does is the dispatcher's; the core's mechanics are the runtime's."""
 
-    def __init__(self, settings: Settings, runtime: Runtime) -> None:
-        self.settings = settings
-        self.runtime = runtime
+    name = "warden"
+
+    def __init__(self, settings: Settings, runtime: Runtime, options: Mapping[str, Any]) -> None:
+        super().__init__(settings, runtime, options)
         self.dispatcher = Dispatcher(runtime)
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None

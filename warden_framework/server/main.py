@@ -16,12 +16,12 @@ from typing import Callable
 from ..config import Settings, load_settings
 from ..drivers import Driver, load_drivers
 from ..errors import ConfigError, DriverUnavailable
+from ..frontends import FrontEnd, load_frontend_classes
 from ..orchestrator import Orchestrator
 from ..plugins import Hooks, build_plugin_manager
 from ..pools import Pools
 from .health import start_health_server
 from .lifecycle import Pidfile, raise_nofile_limit, setup_logging
-from .listener import WardenServer
 from .runtime import Runtime
 
 log = logging.getLogger("warden_framework.server")
@@ -38,9 +38,13 @@ def build_orchestrator(settings: Settings, overrides: dict[str, type[Driver]] | 
 
 
 async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Event | None = None,
-                ready: Callable[[Runtime], None] | None = None) -> int:
+                ready: Callable[[Runtime], None] | None = None,
+                frontends: dict[str, type[FrontEnd]] | None = None) -> int:
     """Serve until SIGUSR2/SIGTERM/SIGINT (main thread) or until `stop` is set (tests).
-    `ready` gets the runtime once the front end listens."""
+    `ready` gets the runtime once every front end listens; `frontends` are the configured
+    front ends' classes (loaded from settings when not given)."""
+    if frontends is None:
+        frontends = load_frontend_classes(settings)
     settings.depot.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Host users must reach nothing of a container (a set-id file its root made, its jobs'
     # output): the depot is root's alone, whatever mode an older server left.
@@ -50,8 +54,9 @@ async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Ev
     log.info("recovered %d containers", len(recovered))
     runtime = Runtime(settings, orchestrator)
     await runtime.start(recovered)
-    front_end = WardenServer(settings, runtime)
-    await front_end.start()
+    front_ends = [cls(settings, runtime, settings.frontends[name]) for name, cls in frontends.items()]
+    for front_end in front_ends:
+        await front_end.start()
     health = None
     if settings.health_check_server.port is not None:
         health = await start_health_server(settings.health_check_server.port)
@@ -68,7 +73,7 @@ async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Ev
     try:
         await stop.wait()
         log.info("draining")
-        await front_end.drain()
+        await asyncio.gather(*(front_end.drain() for front_end in front_ends))
         await runtime.drain()
     finally:
         if health is not None:
@@ -93,13 +98,14 @@ def main(argv: list[str] | None = None, extra_plugins: list | None = None) -> in
         settings = load_settings(args.config)
         setup_logging(settings.logging.level, settings.logging.file)
         raise_nofile_limit()
+        frontends = load_frontend_classes(settings)
         orchestrator = build_orchestrator(settings, extra_plugins=extra_plugins)
     except (ConfigError, DriverUnavailable) as exc:
         print(f"warden-server: {exc}", file=sys.stderr)
         return 2
     if args.teardown_host:
         return teardown_host(settings, orchestrator)
-    return asyncio.run(serve(settings, orchestrator))
+    return asyncio.run(serve(settings, orchestrator, frontends=frontends))
 
 
 def teardown_host(settings: Settings, orchestrator: Orchestrator) -> int:

@@ -11,6 +11,7 @@ from typing import Iterator
 from ..config import Settings, settings_from_dict
 from ..drivers import Driver
 from ..server.main import build_orchestrator, serve
+from ..frontends import FrontEnd
 from ..server.runtime import Runtime
 
 
@@ -32,8 +33,11 @@ def fake_settings(tmp_path, **overrides) -> Settings:
 
 class ServerThread:
     def __init__(self, settings: Settings, overrides: dict[str, type[Driver]] | None = None,
-                 extra_plugins: list | None = None) -> None:
+                 extra_plugins: list | None = None,
+                 frontends: dict[str, type[FrontEnd]] | None = None) -> None:
+        """`frontends`: front end classes by name, instead of the entry points settings name."""
         self.settings = settings
+        self.frontends = frontends
         self.orchestrator = build_orchestrator(settings, overrides, extra_plugins,
                                                load_entry_points=False)
         self.server: Runtime | None = None
@@ -47,7 +51,8 @@ class ServerThread:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            await serve(self.settings, self.orchestrator, self._stop, self._on_ready)
+            await serve(self.settings, self.orchestrator, self._stop, self._on_ready,
+                        self.frontends)
 
         try:
             asyncio.run(main())
@@ -82,10 +87,11 @@ class ServerThread:
 
 
 @contextmanager
-def running_server(settings: Settings, overrides=None, extra_plugins=None) -> Iterator[ServerThread]:
+def running_server(settings: Settings, overrides=None, extra_plugins=None,
+                   frontends=None) -> Iterator[ServerThread]:
     """A started server; on exit every container is destroyed, the server stops and the
     host-wide state (parent cgroups, chains) is removed, so a test leaves nothing behind."""
-    thread = ServerThread(settings, overrides, extra_plugins).start()
+    thread = ServerThread(settings, overrides, extra_plugins, frontends).start()
     try:
         yield thread
     finally:
