@@ -9,6 +9,7 @@ functions from its own kernel.py, where its unit tests replace them with fakes.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -124,7 +125,7 @@ class OpenStatFiles:
     def read(self, path: Path) -> str:
         text = self.read_if_present(path)
         if text is None:
-            raise FileNotFoundError(2, "No such file or directory", str(path))
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
         return text
 
     def read_if_present(self, path: Path) -> str | None:

@@ -14,7 +14,7 @@ import pytest
 from warden_framework.drivers import BASES, installed_names, load_driver_class
 from warden_framework.idmap import IdMap
 from warden_rootfs_common.idmapped import check_support, mount_idmapped
-from warden_rootfs_common.mounts import unmount
+from warden_rootfs_common.kernel import unmount
 
 pytestmark = pytest.mark.skipif(os.environ.get("WARDEN_GUEST") != "1",
                                 reason="runs inside the qemu guest only (WARDEN_GUEST=1)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from warden_framework.errors import DriverUnavailable
 from warden_rootfs_common.layers import FsPaths
-from warden_rootfs_common.mounts import PROC_FILESYSTEMS
+from warden_rootfs_common.kernel import PROC_FILESYSTEMS
 from warden_rootfs_common.union import UnionRootfsDriver
 
 from . import branches, kernel, layers
@@ -20,6 +20,19 @@ NO_AUFS = "the kernel has no aufs filesystem (not in mainline Linux; use rootfs:
 
 
 class AufsDriver(UnionRootfsDriver):
+    """The rootfs driver `aufs`. Its hooks, all inherited from
+    warden_rootfs_common.union.UnionRootfsDriver (the same for every union filesystem):
+
+    - setup_host: user namespaces of the uid pool made ahead (unused: aufs refuses them);
+    - setup_fs, teardown_fs, recover: the layers (layers.py) and the aufs mount (branches.py,
+      kernel.py), made, removed, and mounted again after a reboot;
+    - copy_in, copy_out: files in and out of the container's root (rootfs_common.copying);
+    - info: disk use of the upper layer when no disk driver reports it.
+
+    This class adds its name, its /proc/filesystems check, the refusal of user namespaces,
+    the upper dir in setup_fs's record, layers.py and kernel.py.
+    """
+
     name = "aufs"
     layers = layers
     kernel = kernel

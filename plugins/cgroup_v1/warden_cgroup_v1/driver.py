@@ -9,12 +9,24 @@ from warden_framework import cgroupfs, hookimpl
 from warden_framework.drivers import LimitsDriver
 from warden_framework.errors import DriverError, DriverUnavailable
 
-from . import cgroups, cpu, devices, memory, stats
+from . import cgroups, cpu, devices, kernel, memory, stats
 from .errors import CgroupError
 from .oom import OomWatch
 
 
 class CgroupV1Driver(LimitsDriver):
+    """The limits driver `cgroup_v1`. Its hooks, all its own:
+
+    - teardown_host: the prefix groups, once empty (cgroups.py);
+    - apply_limits, release_limits, recover: a container's groups in every hierarchy, made
+      and restricted before its init exists, removed with their processes, checked and their
+      limits written again after a restart (cgroups.py, devices.py);
+    - limit_memory, limit_cpu: memory.limit_in_bytes with memsw, cpu.shares;
+    - info, event_sources: statistics, and the OOM eventfd from the first memory limit on.
+
+    Every kernel call is in kernel.py.
+    """
+
     def __init__(self, settings) -> None:
         super().__init__(settings)
         self.root = Path(settings.server.cgroup_root)
@@ -44,7 +56,7 @@ class CgroupV1Driver(LimitsDriver):
         paths = cgroups.create(self.root, self.prefix, container.id, self.hierarchies)
         devices.restrict(paths.devices)
         if "pids" in paths.by_controller:
-            cgroupfs.set_pids_max(paths["pids"], settings.server.container_pids_limit)
+            kernel.set_pids_max(paths["pids"], settings.server.container_pids_limit)
         return {"prefix": self.prefix, "controllers": sorted(paths.by_controller),
                 "tasks": [str(path) for path in cgroups.tasks_files(paths)]}
 
@@ -99,4 +111,4 @@ class CgroupV1Driver(LimitsDriver):
         if container.cpu_shares is not None:
             cpu.set_shares(paths.cpu, container.cpu_shares)
         if "pids" in paths.by_controller:  # the configured limit may have changed
-            cgroupfs.set_pids_max(paths["pids"], settings.server.container_pids_limit)
+            kernel.set_pids_max(paths["pids"], settings.server.container_pids_limit)

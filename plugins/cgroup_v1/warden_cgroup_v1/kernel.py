@@ -1,4 +1,5 @@
-"""Every system call of this plugin except the eventfd registration of `oom.py`.
+"""Every system call of this plugin: control files, groups and signals (the core's cgroupfs,
+named here), pidfds for killing and waiting, and the eventfd of OOM notification.
 
 Control files are plain files, so unit tests point the callers at a tmp_path root and
 replace only what a plain directory cannot imitate (mkdir populating control files, rmdir
@@ -10,16 +11,46 @@ import select
 import signal
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
-# Control files, groups and kill are the core's, named here too, where unit tests replace them.
+# Control files, groups, kill and pids.max are the core's, named here too, where unit tests
+# replace them.
 from warden_framework.cgroupfs import (  # noqa: F401
     kill,
     make_group,
     pread_text,
     read_control,
     remove_group,
+    set_pids_max,
     write_control,
 )
+
+
+def oom_eventfd(oom_control: Path, event_control: Path) -> int:
+    """A new non-blocking eventfd, registered through `event_control` (cgroup.event_control)
+    for the OOM events of `oom_control` (memory.oom_control); closing it unregisters it.
+
+    The kernel keeps only the eventfd; the oom_control fd is needed just while registering.
+    """
+    eventfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    try:
+        control_fd = os.open(oom_control, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            write_control(event_control, f"{eventfd} {control_fd}")
+        finally:
+            os.close(control_fd)
+    except BaseException:
+        os.close(eventfd)
+        raise
+    return eventfd
+
+
+def read_eventfd(eventfd: int) -> int:
+    """The counter of the non-blocking `eventfd`, reset to 0; 0 when nothing is pending."""
+    try:
+        return os.eventfd_read(eventfd)
+    except BlockingIOError:
+        return 0
 
 
 def kill_and_wait(pids: Iterable[int], sig: int, timeout: float) -> list[int]:

@@ -1,8 +1,6 @@
 """OOM notification for a memory cgroup through cgroup.event_control: an eventfd, no helper
 process and no polling (the original ran a C notifier per container, warden-facts §11.3).
-
-The eventfd is made here rather than in `kernel.py` because its registration is the whole
-mechanism of this module.
+The eventfd itself is made and read by `kernel.py`; this module says what its events mean.
 """
 
 import os
@@ -34,11 +32,10 @@ class OomWatch:
     @classmethod
     def open(cls, memory_path: Path) -> "OomWatch":
         """Register a new non-blocking eventfd for OOM events of the cgroup at `memory_path`."""
-        eventfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         try:
-            _register(memory_path, eventfd)
+            eventfd = kernel.oom_eventfd(memory_path / MEMORY_OOM_CONTROL,
+                                         memory_path / CGROUP_EVENT_CONTROL)
         except OSError as e:
-            os.close(eventfd)
             reason = f"watch out-of-memory events of cgroup {memory_path}: {e.strerror}"
             raise CgroupError(reason) from e
         return cls(memory_path, eventfd)
@@ -49,9 +46,8 @@ class OomWatch:
 
     def read_event(self) -> bool:
         """Consume pending events; True if an OOM occurred, False for removal or nothing."""
-        try:
-            count = os.eventfd_read(self._eventfd)
-        except BlockingIOError:
+        count = kernel.read_eventfd(self._eventfd)
+        if not count:
             return False
         return count > 1 or (self.memory_path / MEMORY_OOM_CONTROL).exists()
 
@@ -75,12 +71,3 @@ def oom_kill_count(path: Path) -> int:
         return int(dict(line.split() for line in text.splitlines())["oom_kill"])
     except (OSError, ValueError, KeyError) as e:
         raise CgroupError(f"read oom_kill of cgroup {path}: {e}") from e
-
-
-def _register(memory_path: Path, eventfd: int) -> None:
-    # The kernel keeps only the eventfd; the oom_control fd is needed just while registering.
-    control_fd = os.open(memory_path / MEMORY_OOM_CONTROL, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        kernel.write_control(memory_path / CGROUP_EVENT_CONTROL, f"{eventfd} {control_fd}")
-    finally:
-        os.close(control_fd)

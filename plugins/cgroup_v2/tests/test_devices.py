@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from warden_cgroup_v2 import bpf, devices
+from warden_cgroup_v2 import bpf, devices, kernel
 from warden_cgroup_v2.devices import Rule, parse_rule
 from warden_cgroup_v2.errors import CgroupError
 
@@ -300,12 +300,12 @@ def test_a_child_group_inherits_the_program_and_cannot_attach_its_own(
 def test_program_dies_with_its_group(device_group: Path) -> None:
     devices.attach(device_group)
     (prog_id,) = _program_ids(device_group)
-    os.close(bpf.program_fd_by_id(prog_id))  # alive while the group is
+    os.close(kernel.program_fd_by_id(prog_id))  # alive while the group is
     _remove_tree(device_group)
     deadline = time.monotonic() + WAIT
     while True:
         try:
-            fd = bpf.program_fd_by_id(prog_id)
+            fd = kernel.program_fd_by_id(prog_id)
         except FileNotFoundError:
             break
         os.close(fd)
@@ -359,7 +359,7 @@ def test_check_support_names_the_missing_capability(cgroup2_root: Path) -> None:
 def _program_ids(group: Path) -> list[int]:
     fd = os.open(group, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return bpf.query_programs(fd, bpf.BPF_CGROUP_DEVICE)
+        return kernel.query_programs(fd, bpf.BPF_CGROUP_DEVICE)
     finally:
         os.close(fd)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from warden_framework.cgroupfs import ALLOWED_DEVICES
 
-from . import bpf
+from . import bpf, kernel
 from .errors import CgroupError
 
 # struct bpf_cgroup_dev_ctx {u32 access_type; u32 major; u32 minor;}, where access_type is
@@ -103,14 +103,14 @@ def attach(group: Path, rules: Sequence[str] = ALLOWED_DEVICES) -> None:
     group_fd = _open_group(group)
     try:
         try:
-            prog_fd = bpf.load_program(
+            prog_fd = kernel.load_program(
                 bpf.BPF_PROG_TYPE_CGROUP_DEVICE, insns, LICENSE, PROGRAM_NAME
             )
-        except bpf.ProgramRejected as e:
+        except kernel.ProgramRejected as e:
             log = f"\nverifier log:\n{e.log}" if e.log else ""
             raise CgroupError(f"load device program for {group}: {_reason(e)}{log}") from e
         try:
-            bpf.attach(group_fd, prog_fd, bpf.BPF_CGROUP_DEVICE, ATTACH_FLAGS)
+            kernel.attach_program(group_fd, prog_fd, bpf.BPF_CGROUP_DEVICE, ATTACH_FLAGS)
         except OSError as e:
             raise CgroupError(f"attach device program to {group}: {_reason(e)}") from e
         finally:
@@ -124,7 +124,7 @@ def attached(group: Path) -> int:
     put them there)."""
     group_fd = _open_group(group)
     try:
-        return len(bpf.query_programs(group_fd, bpf.BPF_CGROUP_DEVICE))
+        return len(kernel.query_programs(group_fd, bpf.BPF_CGROUP_DEVICE))
     except OSError as e:
         raise CgroupError(f"query device programs of {group}: {_reason(e)}") from e
     finally:
@@ -134,11 +134,11 @@ def attached(group: Path) -> int:
 def check_support() -> str | None:
     """None when this kernel loads the whitelist program for this process, else why not."""
     try:
-        fd = bpf.load_program(
+        fd = kernel.load_program(
             bpf.BPF_PROG_TYPE_CGROUP_DEVICE, program(map(parse_rule, ALLOWED_DEVICES)),
             LICENSE, PROGRAM_NAME,
         )
-    except bpf.ProgramRejected as e:
+    except kernel.ProgramRejected as e:
         log = f" (verifier: {e.log.splitlines()[-1]})" if e.log else ""
         return f"cannot load a BPF cgroup device program: {_reason(e)}{log}"
     os.close(fd)

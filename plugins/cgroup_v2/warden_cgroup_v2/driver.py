@@ -9,11 +9,24 @@ from warden_framework import cgroupfs, hookimpl
 from warden_framework.drivers import LimitsDriver
 from warden_framework.errors import DriverError, DriverUnavailable
 
-from . import cpu, devices, groups, hierarchy, memory, stats
+from . import cpu, devices, groups, hierarchy, kernel, memory, stats
 from .oom import OomWatch
 
 
 class CgroupV2Driver(LimitsDriver):
+    """The limits driver `cgroup_v2`. Its hooks, all its own:
+
+    - setup_host, teardown_host: the controllers handed down to the prefix group, and the
+      prefix group removed once empty (hierarchy.py);
+    - apply_limits, release_limits, recover: a container's leaf group with its pids limit
+      and device program, emptied and removed, checked and its limits written again after a
+      restart (groups.py, devices.py);
+    - limit_memory, limit_cpu: memory.max (answered as v1 does), cpu.weight from shares;
+    - info, event_sources: statistics in v1's terms, and the OOM watch on memory.events.
+
+    Every kernel call is in kernel.py.
+    """
+
     def __init__(self, settings) -> None:
         super().__init__(settings)
         self.root = Path(settings.server.cgroup_root)
@@ -44,7 +57,7 @@ class CgroupV2Driver(LimitsDriver):
         init born in it by writing "0" into the cgroup.procs named in "tasks"."""
         group = self._group(container)
         groups.create(group)
-        cgroupfs.set_pids_max(group, settings.server.container_pids_limit)
+        kernel.set_pids_max(group, settings.server.container_pids_limit)
         devices.attach(group)
         return {"prefix": self.prefix, "cgroup": "v2", "group": str(group),
                 "tasks": [str(groups.procs_file(group))]}
@@ -102,6 +115,6 @@ class CgroupV2Driver(LimitsDriver):
         if container.cpu_shares is not None:
             cpu.set_shares(group, container.cpu_shares)
         # the configured pids limit may have changed since the container was made
-        cgroupfs.set_pids_max(group, settings.server.container_pids_limit)
+        kernel.set_pids_max(group, settings.server.container_pids_limit)
         if devices.attached(group) == 0:
             devices.attach(group)

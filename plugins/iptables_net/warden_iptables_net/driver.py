@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Iterator
 
 from warden_framework import hookimpl
@@ -27,19 +26,26 @@ def _driver_errors(action: str) -> Iterator[None]:
 
 
 class IptablesDriver(NetworkDriver):
+    """The network driver `iptables`. Its hooks, all its own:
+
+    - setup_host, teardown_host: the shared chains and ip_forward (network.py);
+    - setup_net, teardown_net, recover: a container's veth pair and chains, made, removed,
+      and rebuilt with its recorded rules after a restart (network.py, veth.py);
+    - net_in, net_out: DNAT and filter rules, validated as Warden does (rules.py);
+    - limit_bandwidth, info: tbf shaping and what it is set to (shaping.py).
+
+    Every kernel call is in kernel.py.
+    """
+
     def __init__(self, settings) -> None:
         super().__init__(settings)
         self.prefix = settings.server.name_prefix
 
     @classmethod
     def check_host(cls, settings) -> None:
-        if not os.path.exists("/proc/sys/net/ipv4/ip_forward"):
-            raise DriverUnavailable("the kernel has no IPv4 networking")
-        try:
-            import iptc  # noqa: F401  (loads libiptc: the legacy tables)
-        except Exception as exc:  # ImportError or the library's own load error
-            raise DriverUnavailable(f"python-iptables cannot load libiptc: {exc} "
-                                    f"(apt-get install iptables)") from exc
+        reason = kernel.host_unavailable_reason()
+        if reason:
+            raise DriverUnavailable(reason)
 
     @hookimpl
     def setup_host(self, settings):

@@ -1,7 +1,8 @@
-"""The overlayfs plugin's kernel seam: the overlay mount(2) here, and unmount and the mount
-table re-exported from warden_rootfs_common.mounts, so that layers.py and the driver's inherited
-hooks call, and tests replace, this one module. openat2 (copying, /etc files) is
-warden_rootfs_common's own business.
+"""The overlayfs plugin's kernel seam: the overlay mount(2) here, and unmount, the mount table,
+what /proc/filesystems lists and the idmapped mount of the lower layer re-exported from
+warden_rootfs_common (its kernel.py and idmapped.py), so that layers.py and the hooks
+OverlayfsDriver inherits call, and tests replace, this one module. openat2 and file system
+ids (copying, /etc files) are warden_rootfs_common.kernel's own business.
 
 No `mount` process is ever run.
 """
@@ -14,10 +15,11 @@ import os
 from pathlib import Path
 
 from warden_rootfs_common.idmapped import mount_idmapped
-from warden_rootfs_common.mounts import MountError, is_mounted, libc, mounts_under, unmount
+from warden_rootfs_common.kernel import (MountError, has_filesystem, is_mounted, libc,
+                                         mounts_under, unmount)
 
-__all__ = ["MountError", "is_mounted", "mount_idmapped", "mount_overlay", "mounts_under",
-           "unmount"]
+__all__ = ["MountError", "has_filesystem", "is_mounted", "mount_idmapped", "mount_overlay",
+           "mounts_under", "unmount"]
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4

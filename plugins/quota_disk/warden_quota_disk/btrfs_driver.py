@@ -15,6 +15,17 @@ from .limits import QuotaLimits, merge_limits, response_fields
 
 
 class BtrfsDriver(DiskDriver):
+    """The disk driver `btrfs`. Its hooks, all its own:
+
+    - setup_host, teardown_host: the volumes filesystem (an image on a loop device when the
+      depot is not on btrfs) with quotas enabled, and its removal (volumes.py);
+    - setup_disk, teardown_disk, recover: a subvolume per container, made before setup_fs,
+      deleted after teardown_fs, checked after a restart;
+    - limit_disk, info: its qgroup's byte limit (limits.py) and its use.
+
+    Every command is in kernel.py.
+    """
+
     def __init__(self, settings) -> None:
         super().__init__(settings)
         self.config = volumes.config_from(settings)

@@ -14,6 +14,16 @@ UNLIMITED = QuotaLimits()
 
 
 class SetquotaDriver(DiskDriver):
+    """The disk driver `setquota`. Its hooks, all its own:
+
+    - setup_host: user quotas turned on for the depot's filesystem (quotaon);
+    - setup_disk, teardown_disk: the container's uid reset to unlimited, when it is made and
+      when it is released;
+    - limit_disk, info: the uid's limits set and read back, its use (userquota.py, limits.py).
+
+    Every command and quotactl is in kernel.py.
+    """
+
     @classmethod
     def check_host(cls, settings) -> None:
         if not settings.quota.disk_quota_enabled:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from warden_rootfs_common import layers
-from warden_rootfs_common.mounts import MountError
+from warden_rootfs_common.kernel import MountError
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 

@@ -31,9 +31,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from warden_rootfs_common import inroot
+from warden_rootfs_common import inroot, kernel
 from warden_rootfs_common.etcfiles import HOME
-from warden_rootfs_common.mounts import libc
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +88,12 @@ def fs_ids(uid: int, gid: int) -> Iterator[None]:
     non-zero fsuid drops the file capabilities (DAC override, chown, fowner) of the thread,
     which come back when it is 0 again.
     """
-    lib = libc()
-    lib.setfsgid(gid)
-    lib.setfsuid(uid)
     try:
-        if lib.setfsuid(uid) != uid or lib.setfsgid(gid) != gid:
+        if not kernel.set_fs_ids(uid, gid):
             raise CopyError(f"cannot take file system ids {uid}:{gid}")
         yield
     finally:
-        lib.setfsuid(0)
-        lib.setfsgid(0)
+        kernel.reset_fs_ids()
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from warden_rootfs_common import mounts
+from warden_rootfs_common import kernel
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 O_NOFOLLOW_DIR = O_DIR | os.O_NOFOLLOW
@@ -32,7 +32,7 @@ def opened_root(root: Path) -> Iterator[int]:
 
 def open_dir(root_fd: int, path: str) -> int:
     """A directory fd of container `path` (absolute or relative to "/")."""
-    return mounts.open_in_root(root_fd, path or "/", O_DIR)
+    return kernel.open_in_root(root_fd, path or "/", O_DIR)
 
 
 @contextmanager

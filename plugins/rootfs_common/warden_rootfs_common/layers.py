@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from warden_framework.idmap import IdMap
-from warden_rootfs_common.mounts import MountError
+from warden_rootfs_common.kernel import MountError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 from warden_framework.idmap import IdMap
 from warden_rootfs_common import copying, etcfiles, idmapped, usage
 from warden_rootfs_common.layers import FsPaths, MountSeam, RootfsNotFound, check_rootfs
-from warden_rootfs_common.mounts import PROC_FILESYSTEMS, MountError
+from warden_rootfs_common.kernel import PROC_FILESYSTEMS, MountError
 
 
 class UnionLayers(Protocol):
@@ -38,7 +38,8 @@ class UnionLayers(Protocol):
 
 
 class UnionRootfsDriver(RootfsDriver):
-    """Base of the union-mount rootfs drivers; see the module docstring."""
+    """Base of the union-mount rootfs drivers (OverlayfsDriver, AufsDriver); see the module
+    docstring. Hooks: setup_host, setup_fs, teardown_fs, copy_in, copy_out, info, recover."""
 
     name: ClassVar[str]  # prefix of every DriverError text, e.g. "overlayfs"
     layers: ClassVar[UnionLayers]  # the driver's layers.py

@@ -19,7 +19,7 @@ from warden_framework.container import ID_ALPHABET, ID_LENGTH, Container
 from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 from warden_framework.idmap import IdMap
 from warden_framework.jobs import Job
-from warden_wshd_exec import processes, userns
+from warden_wshd_exec import kernel, processes
 from warden_wshd_exec.driver import WshdDriver
 from warden_wshd_exec.wshd_client import is_alive, read_pid_file
 
@@ -394,8 +394,8 @@ def test_hook_stop_with_kill_sends_kill_at_once(driver, container, spawn) -> Non
 
 def test_check_host_refuses_user_namespaces_where_the_kernel_refuses_them(monkeypatch) -> None:
     settings = settings_from_dict({"server": {"wshd_path": "/bin/true"}})
-    assert userns.user_namespace_refusal() is None  # this kernel has them: the real probe
-    monkeypatch.setattr(userns, "user_namespace_refusal", lambda: "No space left on device")
+    assert kernel.user_namespace_refusal() is None  # this kernel has them: the real probe
+    monkeypatch.setattr(kernel, "user_namespace_refusal", lambda: "No space left on device")
     with pytest.raises(DriverUnavailable, match=r"^wshd: the kernel refuses a new user namespace "
                                                 r"\(No space left on device\); set user.namespaces: false"):
         WshdDriver.check_host(settings)

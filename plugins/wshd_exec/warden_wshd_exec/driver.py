@@ -18,30 +18,43 @@ from warden_framework import hookimpl
 from warden_framework.drivers import ExecDriver
 from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 
-from . import jobspec, processes, userns
+from . import jobspec, kernel, processes
+from .binary import configured_binary
 from .reaper import Reaper
 from .wshd_client import (WshdConnection, WshdError, is_alive, kill_wshd, parse_status_file,
-                          read_pid_file, readable, start_wshd)
+                          read_pid_file, start_wshd)
 
 log = logging.getLogger(__name__)
 
 
 class WshdDriver(ExecDriver):
+    """The exec driver `wshd`. Its hooks, all its own:
+
+    - setup_init, start_init, teardown_init: wshd started through its barrier, released,
+      killed with its pid namespace (wshd_client.py);
+    - spawn, signal_job: jobs run and signalled through wshd's socket; their exits come
+      through the reaper thread (jobspec.py, reaper.py);
+    - stop: every process but the init, TERM then KILL (processes.py);
+    - recover: wshd checked alive and running jobs waited for again.
+
+    Every kernel call is in kernel.py; wshd's socket protocol is the plugin's own.
+    """
+
     def __init__(self, settings) -> None:
         super().__init__(settings)
-        self.binary = Path(settings.server.wshd_path)
+        self.binary = configured_binary(settings.server.wshd_path)
         self._launches: dict[str, object] = {}
         self._lock = threading.Lock()
         self._reaper: Reaper | None = None
 
     @classmethod
     def check_host(cls, settings) -> None:
-        path = settings.server.wshd_path
+        path = configured_binary(settings.server.wshd_path)
         if not os.access(path, os.X_OK):
             raise DriverUnavailable(f"wshd binary {path} not found or not executable "
                                     f"(make -C native/wshd, or scripts/bootstrap.sh)")
         if settings.user.namespaces:
-            refused = userns.user_namespace_refusal()
+            refused = kernel.user_namespace_refusal()
             if refused:
                 raise DriverUnavailable(
                     f"wshd: the kernel refuses a new user namespace ({refused}); set "
@@ -124,7 +137,7 @@ class WshdDriver(ExecDriver):
     def _finish_within(self, conn, job, timeout: float) -> bool:
         """Read the job's EXIT on its own connection if it comes within `timeout` seconds:
         a short job is then finished from this thread, with no hand-off through the reaper."""
-        if not (conn.pending or readable(conn, timeout)):
+        if not (conn.pending or kernel.readable(conn, timeout)):
             return False
         try:
             info = conn.wait_exit()
@@ -190,7 +203,7 @@ def _open_job_files(job) -> list[int]:
     """stdin (the script), stdout, stderr, status: opened here so they outlive the server.
     The script is a memfd: bash alone reads it, so it need not be a file in the job's directory."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-    stdin = _script_fd(job.script)
+    stdin = kernel.memfd_holding("warden-job-script", job.script)
     if job.discard_output:
         out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         err = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
@@ -199,20 +212,6 @@ def _open_job_files(job) -> list[int]:
         err = os.open(job.stderr_path, flags, 0o600)
     status = os.open(job.status_path, flags, 0o600)
     return [stdin, out, err, status]
-
-
-def _script_fd(script: bytes) -> int:
-    """A memfd holding `script`, positioned at its start."""
-    fd = os.memfd_create("warden-job-script", os.MFD_CLOEXEC)
-    try:
-        view = memoryview(script)
-        while view:
-            view = view[os.write(fd, view):]
-        os.lseek(fd, 0, os.SEEK_SET)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _read_text(path: Path) -> str:

@@ -10,6 +10,8 @@ import os
 import signal
 import time
 
+from . import kernel
+
 POLL = 0.005
 
 
@@ -22,49 +24,23 @@ def members(init_pid: int) -> list[int]:
     found: list[int] = []
     pending = [init_pid]
     while pending:
-        children = _children(pending.pop())
+        children = kernel.children(pending.pop())
         found += children
         pending += children
     return found
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-    children: list[int] = []
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                children += [int(word) for word in f.read().split()]
-        except OSError:
-            continue
-    return children
-
-
 def _signal(pids: list[int], signo: int) -> None:
     for pid in pids:
-        try:
-            os.kill(pid, signo)
-        except ProcessLookupError:
-            pass
+        kernel.kill(pid, signo)
 
 
 def _wait_gone(init_pid: int, deadline: float) -> list[int]:
     while True:
-        left = [p for p in members(init_pid) if not _is_zombie(p)]
+        left = [p for p in members(init_pid) if not kernel.is_zombie(p)]
         if not left or time.monotonic() >= deadline:
             return left
         time.sleep(POLL)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def stop_all(init_pid: int, kill: bool, timeout: float) -> list[int]:
@@ -87,9 +63,5 @@ def stop_all(init_pid: int, kill: bool, timeout: float) -> list[int]:
 
 def is_wshd(pid: int, run_dir: str) -> bool:
     """Guard against a reused pid: the process must be a wshd serving this run dir."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = f.read().split(b"\0")
-    except OSError:
-        return False
+    args = kernel.cmdline(pid)
     return bool(args) and os.path.basename(args[0]) == b"wshd" and run_dir.encode() in args

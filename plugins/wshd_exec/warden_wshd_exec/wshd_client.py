@@ -2,24 +2,27 @@
 
 Owns the wire constants (the same numbers as native/wshd/proto.h) and the launch handshake.
 It does not own jobs' files, pids or records: callers open the descriptors and keep the pids.
+The launcher process, pidfds and signals are kernel.py's; the socket protocol is this
+plugin's own (wshd is its daemon), so it stays here.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 import os
-import select
-import signal
 import socket
 import struct
-import subprocess
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
+
+from . import kernel
+
+if TYPE_CHECKING:
+    from subprocess import Popen
 
 MAGIC = b"WSHD"
 VERSION = 1
@@ -35,10 +38,6 @@ _FIELD = struct.Struct(">HI")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _RLIMIT = struct.Struct(">IQQ")
-
-
-class HasFileno(Protocol):
-    def fileno(self) -> int: ...
 
 
 class Kind(enum.IntEnum):
@@ -420,21 +419,12 @@ def is_alive(run_dir: Path, timeout: float = 5.0) -> bool:
         return False
 
 
-def readable(fd: int | HasFileno, timeout: float) -> bool:
-    """Whether `fd` (a number or an object with fileno()) is readable within `timeout`
-    seconds. poll, not select: select() refuses descriptors from 1024 up, which a server
-    with many containers or clients holds."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
-
-
 def _read_line(fd: int, deadline: float) -> str | None:
     """One line from a pipe, or None at end-of-file; WshdError past the deadline."""
     line = bytearray()
     while not line.endswith(b"\n"):
         left = deadline - time.monotonic()
-        if left <= 0 or not readable(fd, left):
+        if left <= 0 or not kernel.readable(fd, left):
             raise WshdError("wshd: no answer on its stdout in time")
         chunk = os.read(fd, 1)
         if not chunk:
@@ -446,11 +436,11 @@ def _read_line(fd: int, deadline: float) -> str | None:
 class WshdLaunch:
     """A wshd between clone and ready: the container init exists but waits for go()."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], pid: int) -> None:
+    def __init__(self, proc: Popen[bytes], pid: int) -> None:
         self._proc = proc
         self.pid = pid
         # The init cannot be reaped before its parent hears "go", so this pidfd is its own.
-        self._pidfd = os.pidfd_open(pid)
+        self._pidfd = kernel.pidfd_open(pid)
 
     def release(self, timeout: float = 30.0) -> None:
         """Let the container init set up its root; return once it serves, else WshdError."""
@@ -481,9 +471,9 @@ class WshdLaunch:
             return
         # End-of-file before "go": the launcher kills and reaps the init itself.
         self._close_stdin(b"")
-        _wait_or_kill(self._proc)
+        kernel.wait_or_kill(self._proc)
         # In case the launcher was past the barrier or had to be killed.
-        _pidfd_kill(self._pidfd, 5.0)
+        kernel.pidfd_kill(self._pidfd, 5.0)
         self._finish()
 
     def _close_stdin(self, data: bytes) -> None:
@@ -496,17 +486,17 @@ class WshdLaunch:
 
     def _failed(self) -> WshdError:
         # On failure the launcher prints "wshd: <reason>", kills and reaps the init, exits 1.
-        try:
-            _, err = self._proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
+        answer = kernel.communicate(self._proc, timeout=10)
+        if answer is None:
             self.abort()
             return WshdError("wshd: release: no answer from the launcher")
+        _, err = answer
         self.abort()
         text = err.decode("utf-8", "replace").strip()
         return WshdError(text or f"wshd: release: launcher exited with {self._proc.returncode}")
 
     def _finish(self) -> None:
-        self._proc.communicate()
+        kernel.communicate(self._proc)
         os.close(self._pidfd)
         self._pidfd = -1
 
@@ -536,14 +526,7 @@ def start_wshd(
         args += ["--cgroup-tasks", path]
     if id_map is not None:
         args += ["--id-map", f"{id_map[0]}:{id_map[1]}"]
-    # A session of its own: signals to the server's process group must not reach containers.
-    proc = subprocess.Popen(
-        args,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = kernel.start_launcher(args)
     assert proc.stdout is not None
     try:
         line = _read_line(proc.stdout.fileno(), time.monotonic() + timeout)
@@ -552,27 +535,10 @@ def start_wshd(
     words = (line or "").split()
     if len(words) != 2 or words[0] != "pid" or not words[1].isdigit():
         proc.kill()
-        _, err = proc.communicate()
+        _, err = kernel.communicate(proc) or (b"", b"")
         text = err.decode("utf-8", "replace").strip()
         raise WshdError(text or f"wshd: start: launcher exited with {proc.returncode}")
     return WshdLaunch(proc, int(words[1]))
-
-
-def _wait_or_kill(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _pidfd_kill(pidfd: int, timeout: float) -> bool:
-    """SIGKILL through a pidfd and wait until the process has exited; False on timeout."""
-    try:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    return readable(pidfd, timeout)
 
 
 def kill_wshd(pid: int, timeout: float = 10.0) -> None:
@@ -581,16 +547,5 @@ def kill_wshd(pid: int, timeout: float = 10.0) -> None:
     The init's parent exits at start-up, so it is our child only if we are a child subreaper
     (prctl PR_SET_CHILD_SUBREAPER); then it is reaped here, else by whoever adopted it.
     """
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        if not _pidfd_kill(pidfd, timeout):
-            raise WshdError(f"wshd {pid} did not exit within {timeout} s of SIGKILL")
-        try:
-            os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            pass  # not our child: its own reaper collects it
-    finally:
-        os.close(pidfd)
+    if not kernel.kill_and_reap(pid, timeout):
+        raise WshdError(f"wshd {pid} did not exit within {timeout} s of SIGKILL")

@@ -1,4 +1,4 @@
-"""mounts: the mountinfo table, unmount and openat2; mounts made with tmpfs on the real kernel."""
+"""kernel.py: the mountinfo table, unmount and openat2, on tmpfs mounts on the real kernel."""
 
 import ctypes
 import errno
@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from warden_rootfs_common import mounts
+from warden_rootfs_common import kernel
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="mount needs root")
 
 
 def _mount_tmpfs(target: Path) -> None:
-    if mounts.libc().mount(b"tmpfs", os.fsencode(target), b"tmpfs", 0, b"size=1m") != 0:
+    if kernel.libc().mount(b"tmpfs", os.fsencode(target), b"tmpfs", 0, b"size=1m") != 0:
         err = ctypes.get_errno()
-        raise mounts.MountError(err, "mount tmpfs on", target)
+        raise kernel.MountError(err, "mount tmpfs on", target)
 
 
 @pytest.fixture
@@ -29,9 +29,9 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
 
     yield mount
     for _ in range(4):
-        for point in mounts.mounts_under(tmp_path):
-            mounts.unmount(Path(point))
-    assert not mounts.mounts_under(tmp_path), f"mounts left under {tmp_path}"
+        for point in kernel.mounts_under(tmp_path):
+            kernel.unmount(Path(point))
+    assert not kernel.mounts_under(tmp_path), f"mounts left under {tmp_path}"
 
 
 def test_mount_points_unescapes_octal_fields(tmp_path: Path) -> None:
@@ -39,14 +39,14 @@ def test_mount_points_unescapes_octal_fields(tmp_path: Path) -> None:
     info.write_text(
         "22 1 0:21 / / rw - ext4 /dev/vda1 rw\n"
         r"40 22 0:35 / /var/with\040space\011tab\134back rw - tmpfs tmpfs rw" "\n")
-    assert mounts.mount_points(str(info)) == ["/", "/var/with space\ttab\\back"]
+    assert kernel.mount_points(str(info)) == ["/", "/var/with space\ttab\\back"]
 
 
 def test_mount_error_text_names_action_target_reason_and_hint() -> None:
-    err = mounts.MountError(errno.ENODEV, "mount overlay on", "/x", "modprobe overlay")
+    err = kernel.MountError(errno.ENODEV, "mount overlay on", "/x", "modprobe overlay")
     assert str(err) == "mount overlay on /x: No such device (modprobe overlay)"
     assert isinstance(err, OSError) and err.errno == errno.ENODEV
-    assert str(mounts.MountError(errno.EBUSY, "unmount", Path("/y"))) == \
+    assert str(kernel.MountError(errno.EBUSY, "unmount", Path("/y"))) == \
         "unmount /y: Device or resource busy"
 
 
@@ -54,11 +54,11 @@ def test_mount_error_text_names_action_target_reason_and_hint() -> None:
 @root_only
 def test_unmount_is_idempotent_with_a_space_in_the_path(tmpfs, tmp_path: Path) -> None:
     target = tmpfs(tmp_path / "with space")  # mountinfo writes it as \040
-    assert mounts.is_mounted(target)
-    mounts.unmount(target)
-    assert not mounts.is_mounted(target)
-    mounts.unmount(target)
-    mounts.unmount(target / "never-existed")
+    assert kernel.is_mounted(target)
+    kernel.unmount(target)
+    assert not kernel.is_mounted(target)
+    kernel.unmount(target)
+    kernel.unmount(target / "never-existed")
 
 
 @pytest.mark.integration
@@ -68,8 +68,8 @@ def test_unmount_of_a_busy_mount_detaches_it(tmpfs, tmp_path: Path) -> None:
     (target / "f").write_text("still readable")
     fd = os.open(target / "f", os.O_RDONLY)
     try:
-        mounts.unmount(target)
-        assert not mounts.is_mounted(target)
+        kernel.unmount(target)
+        assert not kernel.is_mounted(target)
         assert os.read(fd, 5) == b"still"
     finally:
         os.close(fd)
@@ -81,7 +81,7 @@ def test_mounts_under_lists_deepest_first(tmpfs, tmp_path: Path) -> None:
     outer = tmpfs(tmp_path / "t")
     inner = tmpfs(outer / "data")
     tmpfs(tmp_path / "t-sibling")  # shares the prefix, is not below
-    assert mounts.mounts_under(outer) == [str(inner), str(outer)]
+    assert kernel.mounts_under(outer) == [str(inner), str(outer)]
 
 
 def test_open_in_root_cannot_leave_the_root(tmp_path: Path) -> None:
@@ -94,10 +94,10 @@ def test_open_in_root_cannot_leave_the_root(tmp_path: Path) -> None:
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for path in ("/abs/marker", "up/marker", "/../../etc/marker"):
-            fd = mounts.open_in_root(root_fd, path, os.O_RDONLY)
+            fd = kernel.open_in_root(root_fd, path, os.O_RDONLY)
             with os.fdopen(fd) as f:
                 assert f.read() == "inside", path
         with pytest.raises(OSError):  # /proc magic links refused (or absent in the root)
-            mounts.open_in_root(root_fd, "/self/marker", os.O_RDONLY)
+            kernel.open_in_root(root_fd, "/self/marker", os.O_RDONLY)
     finally:
         os.close(root_fd)
