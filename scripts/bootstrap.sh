@@ -35,6 +35,33 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     echo "$want" > "$stamp"
 fi
 
+# --- Wheelhouse for tests/integration/test_example_plugin.py --------------------------------
+# That test installs the core, the plugins a server needs and examples/warden-tmpfs-rootfs
+# into a fresh venv with `pip install --no-index`, so it never reaches a registry. Here, once:
+# the third-party dependencies those pyproject files declare (warden-* are built from the
+# checkout, never downloaded), pytest, and setuptools and wheel to build them with, as wheels
+# (`pip wheel` builds python-iptables' sdist here once, not in every test run). Refilled only
+# when one of those pyproject files changes.
+wheelhouse=build/wheelhouse
+wheelhouse_sources=(pyproject.toml examples/warden-tmpfs-rootfs/pyproject.toml
+                    plugins/{wshd_exec,iptables_net,cgroup_v1,cgroup_v2}/pyproject.toml)
+wheelhouse_want=$(cat "${wheelhouse_sources[@]}" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$wheelhouse/.stamp" 2>/dev/null)" != "$wheelhouse_want" ]; then
+    echo "bootstrap: filling $wheelhouse"
+    mapfile -t third_party < <(.venv/bin/python - "${wheelhouse_sources[@]}" <<'EOF'
+import sys, tomllib
+for path in sys.argv[1:]:
+    with open(path, "rb") as f:
+        for requirement in tomllib.load(f)["project"].get("dependencies", []):
+            if not requirement.startswith("warden-"):
+                print(requirement)
+EOF
+    )
+    .venv/bin/pip wheel -q --wheel-dir "$wheelhouse" "${third_party[@]}" pytest setuptools wheel
+    echo "$wheelhouse_want" > "$wheelhouse/.stamp"
+fi
+# ---------------------------------------------------------------------------------------------
+
 if [ -f native/wshd/Makefile ]; then
     make -s -C native/wshd
 fi

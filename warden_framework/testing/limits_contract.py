@@ -28,13 +28,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from ..config import Settings, settings_from_dict
 from ..container import OUT_OF_MEMORY, Container, IdGenerator
-from ..errors import DriverUnavailable, WardenError
+from ..errors import WardenError
+from .driver_contract import DriverContract
 
 MiB = 1 << 20
 PIDS_LIMIT = 24
@@ -84,25 +85,14 @@ print("busy", flush=True)
 """
 
 
-class LimitsContract:
+class LimitsContract(DriverContract):
     """What a limits driver guarantees: see hookspecs apply_limits, release_limits,
     limit_memory, limit_cpu, info, event_sources, recover, setup_host and teardown_host.
 
     A subclass sets `driver_class` and may override `skip_reason` and `settings_data`.
     """
 
-    pytestmark = [pytest.mark.integration]
-    driver_class: ClassVar[type]
-
-    # ---- what a subclass may change --------------------------------------------------------
-
-    def skip_reason(self, settings: Settings) -> str | None:
-        """Why this host cannot run the driver; by default its check_host message."""
-        try:
-            self.driver_class.check_host(settings)
-        except DriverUnavailable as exc:
-            return f"{self.driver_class.__name__}: {exc}"
-        return None
+    # ---- what a subclass may change (and skip_reason, DriverContract's) ---------------------
 
     def settings_data(self, prefix: str) -> dict:
         return {"server": {"name_prefix": prefix, "container_pids_limit": PIDS_LIMIT}}
