@@ -41,7 +41,8 @@ class ServerSettings:
     # Ours: prefix of every kernel object name (cgroup parent, iptables chains), one per server.
     name_prefix: str = "warden"
     cgroup_root: str = "/sys/fs/cgroup"
-    wshd_path: str = "native/wshd/wshd"
+    # None: the exec driver's own binary (the one its package ships).
+    wshd_path: str | None = None
     max_frame_bytes: int = 16 * 1024 * 1024
     # Threads that run hooks (kernel work in Python). Few: more only contend for the GIL and
     # delay the event loop (ping p99 during 250 creates: 12-13 ms with 32, 9.3-9.5 ms with 8).
@@ -186,6 +187,24 @@ def settings_from_dict(data: Any, base_dir: Path | None = None) -> Settings:
     settings = _resolve_paths(settings, base_dir)
     _validate(settings)
     return settings
+
+
+def settings_to_yaml(settings: Settings) -> str:
+    """`settings` as a YAML document that load_settings reads back to the same Settings
+    (tuples as lists; the socket's mode in octal, as it is written by hand)."""
+    data = dataclasses.asdict(settings)
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    text = yaml.safe_dump(plain(data), sort_keys=False, default_flow_style=False)
+    mode = settings.server.unix_domain_permissions
+    return text.replace(f"unix_domain_permissions: {mode}\n",
+                        f"unix_domain_permissions: 0{mode:o}\n", 1)
 
 
 def _section_classes() -> dict[str, type]:

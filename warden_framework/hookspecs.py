@@ -406,3 +406,53 @@ def recover(container: Container, settings: Settings) -> None:
     Returns: None.
     On failure: raise WardenError; the server then destroys the container completely.
     """
+
+
+# ---------------------------------------------------------------------------------------------
+# Observers (metrics, audit): any plugin may implement them; a failure is logged and the server
+# goes on. They must be cheap: request_finished runs on the event loop after every request.
+# ---------------------------------------------------------------------------------------------
+
+@hookspec
+def server_started(runtime: Any) -> None:
+    """Learn the serving server (a server.runtime.Runtime), to read its state later
+    (containers, pools, cleanups).
+
+    Called: once, after recovery, when every front end listens.
+    May assume: runtime.orchestrator.containers holds every live container. Read only: an
+    observer never changes a container or calls the orchestrator.
+    Returns: None.
+    On failure: logged; the server serves on.
+    """
+
+
+@hookspec
+def request_finished(frontend: str, request: str, seconds: float, error: str | None) -> None:
+    """A front end answered a request.
+
+    Called: on the event loop after each answer, with the front end's name, the request's
+    type name (e.g. "CreateRequest"), its duration and the error text answered, if any.
+    May assume: nothing of the container. Returns: None. On failure: logged.
+    """
+
+
+@hookspec
+def container_event(container: Container, event: str) -> None:
+    """An event was recorded on a container ("out of memory", "command exceeded maximum
+    output"), as Info lists them.
+
+    Called: when the event is added, from a worker thread or the loop.
+    May assume: the container is active or stopped. Returns: None. On failure: logged.
+    """
+
+
+@hookspec
+def health_routes() -> dict:
+    """Pages the health-check port serves besides its bare 200 (facts §3.5).
+
+    Called: once, when the health-check server starts (health_check_server.port set).
+    May assume: server_started was called. A handler runs in a thread: it only reads.
+    Returns: {path: handler}; handler() -> (content type, body bytes), run in a thread per
+    request. Two plugins naming one path: the first registered wins.
+    On failure: a handler that raises answers 500.
+    """

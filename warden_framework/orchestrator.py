@@ -359,9 +359,15 @@ class Orchestrator:
         fields.update(self.hooks.info(container, full))
         return fields
 
+    def record_event(self, container: Container, event: str) -> None:
+        """Add `event` to the container's events (Info lists them) and tell the observers."""
+        if event not in container.events:
+            container.add_event(event)
+            self.hooks.container_event(container, event)
+
     def out_of_memory(self, container: Container) -> None:
         """An OOM event arrived: record it and stop the container, as Warden does (facts §4.7)."""
-        container.add_event(OUT_OF_MEMORY)
+        self.record_event(container, OUT_OF_MEMORY)
         if container.state == ACTIVE:
             self.stop(container)
         else:

@@ -8,6 +8,7 @@ a driver's base class is a registered hookimpl (an unmarked override would silen
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any
 
 import pluggy
@@ -16,6 +17,7 @@ from . import hookspecs
 from .drivers import BASES, Driver
 from .errors import ConfigError, WardenError
 
+log = logging.getLogger(__name__)
 PROJECT = "warden"
 EXTRA_PLUGINS_GROUP = "warden.plugins"
 
@@ -132,6 +134,26 @@ class Hooks:
             merged.update(part or {})
         return merged
     def recover(self, container, settings): return self._call("recover", container=container, settings=settings)
+    # observers
+    def _observe(self, name: str, **kwargs: Any) -> None:
+        """Call every observer on its own: pluggy would stop at the first that raises, and
+        one broken observer must neither break the server nor silence the others."""
+        for impl in getattr(self.pm.hook, name).get_hookimpls():
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception:
+                log.exception("observer %s of %s failed", self.pm.get_name(impl.plugin), name)
+    def server_started(self, runtime) -> None: self._observe("server_started", runtime=runtime)
+    def request_finished(self, frontend, request, seconds, error) -> None:
+        self._observe("request_finished", frontend=frontend, request=request, seconds=seconds,
+                      error=error)
+    def container_event(self, container, event) -> None:
+        self._observe("container_event", container=container, event=event)
+    def health_routes(self) -> dict:
+        merged: dict = {}
+        for part in reversed(self._call("health_routes")):  # pluggy calls LIFO: first wins
+            merged.update(part or {})
+        return merged
 
 
 def hook_names() -> list[str]:

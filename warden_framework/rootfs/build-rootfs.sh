@@ -7,8 +7,9 @@
 # and this script's hash; when they match nothing is done. Otherwise the tree is built in
 # DEST.tmp and swapped in by rename.
 #
-# Usage: scripts/build-rootfs.sh DEST        (as root; .debs are cached in build/debs/,
-#                                             or $WARDEN_DEB_CACHE)
+# Usage: warden-rootfs DEST, or build-rootfs.sh DEST   (as root; .debs are cached in
+#        $WARDEN_DEB_CACHE, default /var/cache/warden/debs; the checkout's
+#        scripts/build-rootfs.sh sets it to build/debs)
 set -euo pipefail
 
 packages=(busybox-static bash-static libc6)
@@ -18,9 +19,8 @@ die() { echo "build-rootfs: $*" >&2; exit 1; }
 [ $# -eq 1 ] || die "usage: $0 DEST"
 [ "$(id -u)" = 0 ] || die "must run as root (ownership of the tree, chroot check)"
 
-top=$(cd "$(dirname "$0")/.." && pwd)
 dest=$(realpath -m "$1")
-cache=${WARDEN_DEB_CACHE:-$top/build/debs}
+cache=${WARDEN_DEB_CACHE:-/var/cache/warden/debs}
 stamp_name=.warden-rootfs
 
 # One apt-cache call for all packages (each call costs ~0.3 s): fills $version[pkg].

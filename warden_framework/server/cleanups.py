@@ -25,6 +25,12 @@ class Cleanups:
         self._running = asyncio.Semaphore(os.cpu_count() or 1)
         self._pending: set[asyncio.Future] = set()
 
+    @property
+    def pending(self) -> int:
+        """How many destroys have answered but not finished their cleanup. Read only; an
+        observer may read it from another thread (the length of a set is one atomic read)."""
+        return len(self._pending)
+
     def start(self, container: Container) -> None:
         """Begin the rest of `container`'s destroy. Returns before the task's first step, so
         the destroy's answer is written first."""

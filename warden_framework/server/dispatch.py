@@ -150,7 +150,7 @@ class Dispatcher:
     async def _link(self, container: Container, job: Job, response_cls):
         await job.wait()
         if job.output_limit_hit:
-            container.add_event(OUTPUT_EXCEEDED)
+            self.orch.record_event(container, OUTPUT_EXCEEDED)
         info = await self.info_of(container)
         if job.output_size() > SMALL_READ:  # megabytes of output: read off the loop
             response = await self.runtime.blocking(job_response, job, response_cls, info,

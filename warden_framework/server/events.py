@@ -1,6 +1,6 @@
 """Owns the watching of containers' kernel event sources (OOM notifications): their fds are
-read on the loop as they become readable, with no polling and no helper process. An OOM
-stops the container through `on_oom`; other events are recorded on the container."""
+read on the loop as they become readable, with no polling and no helper process. What an
+event does is `on_event`'s (the runtime: an OOM stops the container)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..container import OUT_OF_MEMORY, Container
+from ..container import Container
 
 log = logging.getLogger(__name__)
 
 
 class EventWatcher:
     def __init__(self, sources_of: Callable[[Container], Awaitable[list]],
-                 on_oom: Callable[[Container], None]) -> None:
+                 on_event: Callable[[Container, str], None]) -> None:
         self._sources_of = sources_of
-        self._on_oom = on_oom
+        self._on_event_read = on_event
         self._watched: dict[str, list[Any]] = {}
 
     async def watch(self, container: Container) -> None:
@@ -46,10 +46,8 @@ class EventWatcher:
             log.warning("event source of %s failed: %s", container.id, exc)
             event = None
             self._unwatch_one(container, src)
-        if event == OUT_OF_MEMORY:
-            self._on_oom(container)
-        elif event:
-            container.add_event(event)
+        if event:
+            self._on_event_read(container, event)
 
     def _unwatch_one(self, container: Container, src: Any) -> None:
         with contextlib.suppress(Exception):

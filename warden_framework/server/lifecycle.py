@@ -63,6 +63,7 @@ class Pidfile:
             other = None
         if other and other != os.getpid() and _alive(other):
             raise RuntimeError(f"pidfile {self.path}: process {other} is running")
+        self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}")
         tmp.write_text(f"{os.getpid()}\n")
         os.rename(tmp, self.path)

@@ -11,6 +11,7 @@ import grp
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,7 @@ def bind_socket(path: str, mode: int, group: str | None) -> socket.socket:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
             raise ConfigError(f"server.unix_domain_group: no group named {group!r}") from None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o755, exist_ok=True)  # /run/warden
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         old = os.umask(0o077)
@@ -152,21 +154,29 @@ class WardenServer(FrontEnd):
 
     async def _answer(self, conn: Connection, request: Any) -> None:
         conn.current = type(request).__name__
+        started, error = time.perf_counter(), None
         try:
             async for response in self.dispatcher.handle(conn, request):
                 conn.writer.write(frame_message(response))
                 await conn.writer.drain()
         except WardenError as exc:
+            error = exc.message
             conn.writer.write(frame_message(error_response(exc.message)))
             await conn.writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.CancelledError) as exc:
+            error = type(exc).__name__
             raise
         except Exception as exc:  # request boundary: a bug, but the connection goes on
             log.exception("request %s failed", conn.current)
-            conn.writer.write(frame_message(error_response(str(exc) or type(exc).__name__)))
+            error = str(exc) or type(exc).__name__
+            conn.writer.write(frame_message(error_response(error)))
             await conn.writer.drain()
         finally:
+            self._observe(conn.current, time.perf_counter() - started, error)
             conn.current = None
+
+    def _observe(self, request: str | None, seconds: float, error: str | None) -> None:
+        self.runtime.orchestrator.hooks.request_finished(self.name, request, seconds, error)
 
     # -- drain ----------------------------------------------------------------------------
     async def drain(self) -> None:

@@ -1,4 +1,6 @@
-"""`warden-server --config FILE`: load config and drivers, set up the host, recover, serve.
+"""`warden-server [--config FILE]`: load config and drivers, set up the host, recover, serve.
+Without --config the packaged default (warden_framework/data/warden.yml, absolute paths);
+`--print-config` prints the effective configuration and exits.
 
 SIGUSR2 drains (containers and jobs survive, exit 0); SIGTERM and SIGINT do the same at once.
 """
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from ..config import Settings, load_settings
+from ..config import Settings, load_settings, settings_to_yaml
 from ..drivers import Driver, load_drivers
 from ..errors import ConfigError, DriverUnavailable
 from ..frontends import FrontEnd, load_frontend_classes
@@ -25,7 +27,7 @@ from .lifecycle import Pidfile, raise_nofile_limit, setup_logging
 from .runtime import Runtime
 
 log = logging.getLogger("warden_framework.server")
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "warden.yml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "data" / "warden.yml"
 
 
 def build_orchestrator(settings: Settings, overrides: dict[str, type[Driver]] | None = None,
@@ -57,9 +59,11 @@ async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Ev
     front_ends = [cls(settings, runtime, settings.frontends[name]) for name, cls in frontends.items()]
     for front_end in front_ends:
         await front_end.start()
+    orchestrator.hooks.server_started(runtime)
     health = None
     if settings.health_check_server.port is not None:
-        health = await start_health_server(settings.health_check_server.port)
+        health = await start_health_server(settings.health_check_server.port,
+                                           orchestrator.hooks.health_routes())
     pidfile = Pidfile(settings.server.pidfile) if settings.server.pidfile else None
     if pidfile:
         pidfile.acquire()
@@ -89,13 +93,20 @@ def main(argv: list[str] | None = None, extra_plugins: list | None = None) -> in
     """The command line. `extra_plugins` are registered beside the drivers (the test kit's
     fault injection starts the server this way: warden_framework.testing.faults)."""
     parser = argparse.ArgumentParser(prog="warden-server", description=__doc__)
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config file")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help=f"YAML config file (default: the packaged {DEFAULT_CONFIG})")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective configuration (defaults filled in) and exit")
     parser.add_argument("--teardown-host", action="store_true",
                         help="remove the host-wide state (chains, parent cgroups) and exit; "
                              "refused while the depot holds containers")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
+        if args.print_config:
+            print(f"# effective configuration of {Path(args.config).resolve()}")
+            print(settings_to_yaml(settings), end="")
+            return 0
         setup_logging(settings.logging.level, settings.logging.file)
         raise_nofile_limit()
         frontends = load_frontend_classes(settings)

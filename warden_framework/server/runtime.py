@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..config import Settings
-from ..container import DESTROYED, Container
+from ..container import DESTROYED, OUT_OF_MEMORY, Container
 from ..errors import WardenError
 from ..orchestrator import Orchestrator
 from ..specs import CreateSpec
@@ -49,7 +49,7 @@ class Runtime:
         self.tasks = Background()
         self.references = References(self._grace_expired)
         self.cleanups = Cleanups(self._finish_destroy)
-        self.events = EventWatcher(self._event_sources, self._out_of_memory)
+        self.events = EventWatcher(self._event_sources, self._on_event)
         self.jobs = JobSupervisor(settings, orchestrator, self.blocking, self.locked_unless_destroyed,
                                   self.tasks.run)
         orchestrator.persistence.on_deferred(self._schedule_flush)
@@ -126,9 +126,14 @@ class Runtime:
     async def _event_sources(self, container: Container) -> list:
         return await self.blocking(self.orchestrator.hooks.event_sources, container)
 
-    def _out_of_memory(self, container: Container) -> None:
-        self.tasks.run(self.locked_unless_destroyed(container, self.orchestrator.out_of_memory,
-                                                    container))
+    def _on_event(self, container: Container, event: str) -> None:
+        """An event a driver's source reported: an OOM stops the container (in the pool,
+        under its lock); any other is recorded."""
+        if event == OUT_OF_MEMORY:
+            self.tasks.run(self.locked_unless_destroyed(container, self.orchestrator.out_of_memory,
+                                                        container))
+        else:
+            self.orchestrator.record_event(container, event)
 
     # -- deferred record writes (persistence.py decides what is deferred) -------------------
     def _schedule_flush(self, container: Container, delay: float) -> None:
