@@ -80,8 +80,14 @@ class Container:
     net_out_rules: list[dict] = field(default_factory=list)
     memory_limit: int | None = None
     cpu_shares: int | None = None
+    pids_limit: int | None = None  # Garden's pid_limits.max; None: server.container_pids_limit
     jobs: dict[int, Job] = field(default_factory=dict)
     destroying: bool = False
+    # Garden's: labels kept with the container, KEY=VALUE pairs every job gets, and when it
+    # was made (its Metrics' Age).
+    properties: dict[str, str] = field(default_factory=dict)
+    env: list[str] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
     # Info taken just before destroy, answered to links that complete afterwards (facts §4.6).
     obituary: Any = field(default=None, repr=False, compare=False)
 
@@ -130,11 +136,12 @@ class Container:
                 "network": str(self.network.network_address) if self.network else None,
                 "uid": self.uid, "ports": self.ports, "net_in": self.net_in_rules,
                 "net_out": self.net_out_rules, "limit_memory": self.memory_limit,
-                "limit_cpu": self.cpu_shares,
+                "limit_cpu": self.cpu_shares, "limit_pids": self.pids_limit,
                 "id_map": self.id_map.to_list() if self.id_map else None,
             },
             "rootfs": self.rootfs_request, "bind_mounts": self.binds, "records": self.records,
-            "destroying": self.destroying,
+            "destroying": self.destroying, "properties": self.properties, "env": self.env,
+            "created_at": self.created_at,
         }
 
     @classmethod
@@ -150,5 +157,6 @@ class Container:
             records=dict(data.get("records", {})), rootfs_request=data.get("rootfs"),
             binds=list(data.get("bind_mounts", [])), net_in_rules=list(res.get("net_in", [])),
             net_out_rules=list(res.get("net_out", [])), memory_limit=res.get("limit_memory"),
-            cpu_shares=res.get("limit_cpu"),
+            cpu_shares=res.get("limit_cpu"), pids_limit=res.get("limit_pids"), properties=dict(data.get("properties") or {}),
+            env=list(data.get("env") or []), created_at=data.get("created_at") or time.time(),
         )

@@ -22,3 +22,20 @@ class ConfigError(Exception):
 
 class DriverUnavailable(Exception):
     """A configured driver cannot run on this host; the text names what is missing."""
+
+
+class ContainerNotFound(WardenError):
+    """No live container has the handle. Its text is Warden's; a front end with typed errors
+    (Garden's ContainerNotFoundError) reads `handle`."""
+
+    def __init__(self, handle: str) -> None:
+        super().__init__("unknown handle")
+        self.handle = handle
+
+
+class ProcessNotFound(WardenError):
+    """No job of the container has the process ID (Garden's ProcessNotFoundError)."""
+
+    def __init__(self, process_id: str) -> None:
+        super().__init__(f"unknown process: {process_id}")
+        self.process_id = process_id

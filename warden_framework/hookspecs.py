@@ -28,9 +28,9 @@ hookspec = pluggy.HookspecMarker("warden")
 OWNERS = {
     "setup_fs": "rootfs", "teardown_fs": "rootfs", "copy_in": "rootfs", "copy_out": "rootfs",
     "setup_init": "exec", "start_init": "exec", "teardown_init": "exec", "spawn": "exec",
-    "signal_job": "exec", "stop": "exec",
+    "signal_job": "exec", "stop": "exec", "resize_tty": "exec",
     "apply_limits": "limits", "release_limits": "limits", "limit_memory": "limits",
-    "limit_cpu": "limits",
+    "limit_cpu": "limits", "limit_pids": "limits",
     "setup_net": "network", "teardown_net": "network", "net_in": "network", "net_out": "network",
     "limit_bandwidth": "network",
     "setup_disk": "disk", "teardown_disk": "disk", "limit_disk": "disk",
@@ -236,8 +236,17 @@ def teardown_net(container: Container, record: NetRecord | None) -> None:
 def spawn(container: Container, job: Job, settings: Settings) -> JobRecord:
     """Start a job: bash reading job.script on stdin, output into job.dir's files.
 
-    Called: on spawn and run, with the container active and job.dir created.
+    Called: on spawn and run (Warden), and Garden's run, with the container active and job.dir
+    created.
     May assume: job.id, job.privileged, job.rlimits (merged with container_rlimits) are set.
+    A Warden job (job.argv None) is bash reading job.script on stdin, as root when privileged,
+    else the container's user. A Garden process (job.argv set) is that program with job.env
+    (KEY=VALUE, the container's first), in job.cwd (None: the user's home), as job.user
+    ("root", "vcap", a name in the container's /etc/passwd or "uid:gid"; None: root); its
+    stdin is empty unless job.stdin, and with job.tty (rows, columns) stdin, stdout and
+    stderr are one pseudo-terminal whose output lands in job.stdout_path. With job.stdin or
+    job.tty the driver sets job.stdin_fd to a descriptor the server writes the job's input
+    to and closes for its end (the TTY's master, or a pipe), non-blocking.
     Returns: a record (e.g. the job's pid) kept in snapshot.json, on disk before a Spawn's reply
     (a Run's, whose id no client learns, with the next deferred write). When the job ends, the
     driver MUST call job.finish(exit_status) from any thread (255 for a signal death). If
@@ -257,6 +266,17 @@ def signal_job(container: Container, job: Job, signo: int) -> None:
 
     Called: when a job exceeds job_output_limit.
     May assume: the job was spawned; it may have exited meanwhile.
+    Returns: None.
+    On failure: raise DriverError; a job that is already gone is not a failure.
+    """
+
+
+@hookspec(firstresult=True)
+def resize_tty(container: Container, job: Job, rows: int, columns: int) -> None:
+    """Set the window size of a job's TTY (its processes get SIGWINCH).
+
+    Called: when a Garden client sends a window size for a process spawned with job.tty.
+    May assume: the job was spawned with a TTY; it may have ended meanwhile.
     Returns: None.
     On failure: raise DriverError; a job that is already gone is not a failure.
     """
@@ -321,6 +341,20 @@ def limit_cpu(container: Container, shares: int | None) -> int:
     Called: on limit_cpu (active or stopped) and by recovery. Returns: what the kernel kept.
     May assume: apply_limits succeeded.
     On failure: raise WardenError (`Failed setting cpu shares: ...`).
+    """
+
+
+@hookspec(firstresult=True)
+def limit_pids(container: Container, limit: int | None) -> int:
+    """Set (when limit is not None; 0 means none) and read back how many processes and
+    threads the container may hold at once (Garden's pid_limits.max).
+
+    Called: on a Garden create with pid limits, and by nothing else; without a call the
+    container has server.container_pids_limit (apply_limits), which recover re-applies
+    unless container.pids_limit says otherwise.
+    May assume: apply_limits succeeded.
+    Returns: the limit the kernel kept (0: none).
+    On failure: raise WardenError (`Failed setting pids limit: ...`).
     """
 
 

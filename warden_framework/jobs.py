@@ -74,6 +74,19 @@ class Job:
     # How far `log_tag` forwarding has sent each output file (to its last complete line): in
     # the snapshot, so after a restart forwarding resumes there and no line is skipped.
     log_offsets: dict[str, int] = field(default_factory=dict)
+    # Garden processes (specs.JobSpec): the program, its environment, directory and user, the
+    # client's name for it, stdin kept open, a TTY (rows, columns).
+    argv: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    cwd: str | None = None
+    user: str | None = None
+    name: str | None = None
+    stdin: bool = False
+    tty: tuple[int, int] | None = None
+    # Set by the exec driver when `stdin` or `tty`: the descriptor the front end writes the
+    # job's input to (a pipe's write end, a TTY's master). Not in the record: it lives as
+    # long as this server process; after a restart the job's stdin is at its end.
+    stdin_fd: int | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_spec(cls, job_id: int, job_dir: Path, spec: JobSpec, rlimits: dict[str, int],
@@ -81,7 +94,14 @@ class Job:
         """A new job for `spec`, with `rlimits` merged with the server's (orchestrator.spawn)."""
         return cls(id=job_id, dir=job_dir, script=spec.script, privileged=spec.privileged,
                    rlimits=rlimits, discard_output=spec.discard_output, log_tag=spec.log_tag,
-                   linger=linger, output_limit=output_limit)
+                   linger=linger, output_limit=output_limit, argv=spec.argv, env=spec.env,
+                   cwd=spec.dir, user=spec.user, name=spec.name, stdin=spec.stdin,
+                   tty=(spec.tty.rows, spec.tty.columns) if spec.tty else None)
+
+    @property
+    def process_id(self) -> str:
+        """The job's name for Garden clients: the client's choice, else its number."""
+        return self.name if self.name is not None else str(self.id)
 
     def __post_init__(self) -> None:
         self._done = threading.Event()
@@ -181,9 +201,13 @@ class Job:
                     f.close()
 
     def to_dict(self) -> dict:
-        return {"privileged": self.privileged, "discard_output": self.discard_output,
+        data = {"privileged": self.privileged, "discard_output": self.discard_output,
                 "log_tag": self.log_tag, "exit_status": self.exit_status, "record": self.record,
                 "output_limit_hit": self.output_limit_hit, "log_offsets": dict(self.log_offsets)}
+        if self.argv is not None or self.name is not None:  # a Garden process
+            data.update(argv=list(self.argv or []), env=list(self.env), cwd=self.cwd,
+                        user=self.user, name=self.name, tty=list(self.tty) if self.tty else None)
+        return data
 
     @classmethod
     def from_dict(cls, job_id: int, jobs_dir: Path, data: dict) -> Job:
@@ -191,7 +215,10 @@ class Job:
                    discard_output=data.get("discard_output", False), log_tag=data.get("log_tag"),
                    exit_status=data.get("exit_status"), record=data.get("record", {}),
                    output_limit_hit=data.get("output_limit_hit", False),
-                   log_offsets=data.get("log_offsets") or {}, recorded=True)
+                   log_offsets=data.get("log_offsets") or {}, recorded=True,
+                   argv=tuple(data["argv"]) if data.get("argv") else None,
+                   env=tuple(data.get("env") or ()), cwd=data.get("cwd"), user=data.get("user"),
+                   name=data.get("name"), tty=tuple(data["tty"]) if data.get("tty") else None)
 
 
 def make_job_dir(jobs_dir: Path, job_id: int) -> Path:

@@ -22,7 +22,7 @@ from .binds import allowed_binds
 from .config import Settings
 from .container import (ACTIVE, DESTROYED, OUT_OF_MEMORY, STOPPED, Container, IdGenerator,
                         check_state)
-from .errors import WardenError
+from .errors import ContainerNotFound, ProcessNotFound, WardenError
 from .jobs import EXIT_KILLED, Job, JobCounter, make_job_dir, prepare_spare
 from .persistence import SnapshotWriter
 from .plugins import Hooks
@@ -79,7 +79,7 @@ class Orchestrator:
     def lookup(self, handle: str) -> Container:
         container = self.containers.get(handle)
         if container is None or container.state == DESTROYED:
-            raise WardenError("unknown handle")
+            raise ContainerNotFound(handle)
         return container
 
     def handles(self) -> list[str]:
@@ -97,12 +97,14 @@ class Orchestrator:
             self._reserved.add(handle)
         container = Container(id=container_id, handle=handle, path=self.depot / container_id,
                               grace_time=spec.grace_time, rootfs_request=spec.rootfs,
-                              binds=binds)
+                              binds=binds, properties=dict(spec.properties), env=list(spec.env))
         steps = [step for step in CREATE_STEPS if self.hooks.has(step[0])]
         try:
             container.network = self.pools.network.acquire_network(spec.network)
             container.uid = self.pools.uids.acquire_uid()
-            container.id_map = idmap.for_pool_uid(self.settings.user, container.uid)
+            # A privileged container (Garden's) has no user namespace: its root is host root.
+            container.id_map = (None if spec.privileged
+                                else idmap.for_pool_uid(self.settings.user, container.uid))
             container.path.mkdir(mode=0o700, parents=True)
             self.hooks.pre_create(container, spec.request, self.settings)
             self._run_steps(container, steps)
@@ -240,10 +242,13 @@ class Orchestrator:
         a restart, so the record names it before the answer (persistence.py). The driver may
         wait up to `linger` seconds for a short job's end (hookspecs.spawn)."""
         check_state(container, ACTIVE)
+        if spec.name is not None and self._named(container, spec.name) is not None:
+            raise WardenError(f"process ID '{spec.name}' already in use")
         job_id = self.new_job_id()
         job = Job.from_spec(job_id, make_job_dir(container.jobs_dir, job_id), spec,
                             rlimits={**self.settings.server.container_rlimits, **spec.rlimits},
-                            linger=linger, output_limit=self._output_limit(spec.discard_output))
+                            linger=linger, output_limit=self._output_limit(spec))
+        job.env = (*container.env, *spec.env)
         try:
             job.record = self.hooks.spawn(container, job, self.settings) or {}
         except BaseException:
@@ -264,6 +269,30 @@ class Orchestrator:
             raise WardenError("no such job")
         return job
 
+    def find_process(self, container: Container, process_id: str) -> Job:
+        """A job by its Garden process ID (Job.process_id)."""
+        job = self._named(container, process_id)
+        if job is None:
+            raise ProcessNotFound(process_id)
+        return job
+
+    @staticmethod
+    def _named(container: Container, process_id: str) -> Job | None:
+        for job in list(container.jobs.values()):
+            if job.process_id == process_id:
+                return job
+        return None
+
+    def signal_process(self, container: Container, job: Job, signo: int) -> None:
+        """Send `signo` to a job's process group (a client's terminate or kill)."""
+        self.hooks.signal_job(container, job, signo)
+
+    def resize_tty(self, container: Container, job: Job, rows: int, columns: int) -> None:
+        if job.tty is None:
+            return  # Garden ignores a window size for a process without a TTY
+        job.tty = (rows, columns)
+        self.hooks.resize_tty(container, job, rows, columns)
+
     def forget_job(self, container: Container, job: Job) -> None:
         """A job whose result a client received is gone (facts §6.3). Memory only, so the
         server may call it on the loop; its record and directory follow (persistence.py). A
@@ -278,15 +307,32 @@ class Orchestrator:
 
     def enforce_output_limit(self, container: Container, job: Job) -> None:
         """Kill a job whose combined output passed job_output_limit (facts §6.4)."""
-        if job.done or job.discard_output or job.output_limit_hit:
+        if job.done or job.output_limit is None or job.output_limit_hit:
             return
-        if job.output_size() <= self.settings.server.job_output_limit:
+        if job.output_size() <= job.output_limit:
             return
         job.output_limit_hit = True
         try:
             self.hooks.signal_job(container, job, signal.SIGKILL)
         finally:
             job.finish(EXIT_KILLED)
+
+    # -- Garden's container state ------------------------------------------------------------
+    def set_property(self, container: Container, key: str, value: str) -> None:
+        check_state(container, ACTIVE, STOPPED)
+        container.properties[key] = value
+        self.persistence.write(container)
+
+    def remove_property(self, container: Container, key: str) -> None:
+        check_state(container, ACTIVE, STOPPED)
+        if container.properties.pop(key, None) is None:
+            raise WardenError(f"cannot remove property {key}: no such property")
+        self.persistence.write(container)
+
+    def set_grace_time(self, container: Container, seconds: float | None) -> None:
+        """The server's grace timer uses it from the next time the container is unreferenced."""
+        container.grace_time = seconds
+        self.persistence.write(container)
 
     # -- networking and limits ------------------------------------------------------------
     def net_in(self, container: Container, host_port: int | None, container_port: int | None) -> tuple[int, int]:
@@ -325,6 +371,14 @@ class Orchestrator:
         kept = self.hooks.limit_cpu(container, shares)
         if shares is not None:
             container.cpu_shares = shares
+            self.persistence.write(container)
+        return kept
+
+    def limit_pids(self, container: Container, limit: int | None) -> int:
+        check_state(container, ACTIVE, STOPPED)
+        kept = self.hooks.limit_pids(container, limit)
+        if limit is not None:
+            container.pids_limit = limit
             self.persistence.write(container)
         return kept
 
@@ -419,11 +473,14 @@ class Orchestrator:
         """Check the output limit of every running job at its end, as for a new one."""
         for job in container.jobs.values():
             if not job.done:
-                job.output_limit = self._output_limit(job.discard_output)
+                job.output_limit = self._output_limit(job)
 
-    def _output_limit(self, discard_output: bool) -> int | None:
-        """A job's output limit: job_output_limit, or none for output thrown away."""
-        return None if discard_output else self.settings.server.job_output_limit
+    def _output_limit(self, job: JobSpec | Job) -> int | None:
+        """A job's output limit: job_output_limit for a Warden job (facts §6.4), none for
+        output thrown away or a Garden process (Garden streams output and limits none)."""
+        if job.discard_output or job.argv is not None:
+            return None
+        return self.settings.server.job_output_limit
 
     def _reserve(self, container: Container) -> None:
         if container.network is not None:

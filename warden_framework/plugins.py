@@ -108,6 +108,8 @@ class Hooks:
     def spawn(self, container, job, settings): return self._owned("spawn", container=container, job=job, settings=settings)
     def signal_job(self, container, job, signo): return self._owned("signal_job", container=container, job=job, signo=signo)
     def stop(self, container, kill, timeout): return self._owned("stop", container=container, kill=kill, timeout=timeout)
+    def resize_tty(self, container, job, rows, columns):
+        return self._owned("resize_tty", container=container, job=job, rows=rows, columns=columns)
     def net_in(self, container, host_port, container_port):
         return self._owned("net_in", container=container, host_port=host_port, container_port=container_port)
     def net_out(self, container, rule): return self._owned("net_out", container=container, rule=rule)
@@ -115,6 +117,7 @@ class Hooks:
         return self._owned("limit_bandwidth", container=container, rate=rate, burst=burst)
     def limit_memory(self, container, limit): return self._owned("limit_memory", container=container, limit=limit)
     def limit_cpu(self, container, shares): return self._owned("limit_cpu", container=container, shares=shares)
+    def limit_pids(self, container, limit): return self._owned("limit_pids", container=container, limit=limit)
     def limit_disk(self, container, limits): return self._owned("limit_disk", container=container, limits=limits)
     def copy_in(self, container, src_path, dst_path):
         return self._owned("copy_in", container=container, src_path=src_path, dst_path=dst_path)

@@ -32,5 +32,10 @@ def test_driver_abc_methods_match_hookspecs(subsystem):
 
 
 def test_every_owned_hook_belongs_to_an_abc():
-    owned = {name for base in BASES.values() for name in base.__abstractmethods__}
-    assert set(hookspecs.OWNERS) <= owned
+    """Abstract in its subsystem's base, or (a hook added later) a marked default there, so
+    a driver written before it still loads and the hook still has its one owner."""
+    for name, subsystem in hookspecs.OWNERS.items():
+        base = BASES[subsystem]
+        default = getattr(base, name, None)
+        assert name in base.__abstractmethods__ or getattr(default, "warden_impl", None), \
+            f"{name}: neither abstract nor a marked default in {base.__name__}"

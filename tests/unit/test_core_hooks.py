@@ -133,3 +133,62 @@ def test_hook_snapshot_is_asked_again_on_every_change(serve, settings) -> None:
     container = server.orchestrator.lookup(handle.decode())
     port = client.net_in(handle=handle).host_port
     assert snapshot_of(settings, container.id)["plugins"]["ports-plugin"]["ports"] == [port]
+
+
+def test_hook_resize_tty_has_a_default_that_refuses_clearly(tmp_path):
+    """A driver written before resize_tty existed still loads, and a client asking for a
+    window size gets a clear error instead of silence."""
+    from warden_framework.errors import DriverError
+    from warden_framework.jobs import Job
+    from warden_framework.specs import CreateSpec, JobSpec
+    from warden_framework.testing.fakes import FAKE_DRIVERS
+    from warden_framework.testing.server import fake_settings
+    from warden_framework.server.main import build_orchestrator
+
+    orch = build_orchestrator(fake_settings(tmp_path), overrides=FAKE_DRIVERS,
+                              load_entry_points=False)
+    container = orch.create(CreateSpec())
+    try:
+        job = Job(id=1, dir=tmp_path, tty=(24, 80))
+        with pytest.raises(DriverError, match="FakeExec exec driver has no TTY support"):
+            orch.resize_tty(container, job, 30, 100)
+        orch.resize_tty(container, Job(id=2, dir=tmp_path), 30, 100)  # no TTY: nothing to do
+    finally:
+        orch.destroy(container)
+        orch.finish_destroy(container)
+
+
+def test_hook_limit_pids_default_refuses_and_the_orchestrator_keeps_a_set_limit(tmp_path):
+    """A limits driver written before limit_pids loads and refuses clearly; a driver's kept
+    limit is written to the record, so recovery re-applies it (the cgroup drivers' side is
+    the limits contract's test_hook_limit_pids_lowers_the_limit_a_fork_bomb_meets)."""
+    from warden_framework import hookimpl as mark
+    from warden_framework.errors import DriverError
+    from warden_framework.server.main import build_orchestrator
+    from warden_framework.specs import CreateSpec
+    from warden_framework.testing.fakes import FakeLimits
+
+    orch = build_orchestrator(fake_settings(tmp_path), overrides=FAKE_DRIVERS,
+                              load_entry_points=False)
+    container = orch.create(CreateSpec())
+    try:
+        with pytest.raises(DriverError, match="FakeLimits limits driver cannot limit processes"):
+            orch.limit_pids(container, 10)
+    finally:
+        orch.destroy(container)
+        orch.finish_destroy(container)
+
+    class PidsLimits(FakeLimits):
+        @mark
+        def limit_pids(self, container, limit):
+            return 7 if limit is None else limit
+
+    orch = build_orchestrator(fake_settings(tmp_path), load_entry_points=False,
+                              overrides={**FAKE_DRIVERS, "limits": PidsLimits})
+    container = orch.create(CreateSpec())
+    try:
+        assert orch.limit_pids(container, 9) == 9
+        assert json.loads(container.snapshot_path.read_text())["resources"]["limit_pids"] == 9
+    finally:
+        orch.destroy(container)
+        orch.finish_destroy(container)

@@ -2,6 +2,8 @@
 
 import abc
 
+from .. import hookimpl
+from ..errors import DriverError
 from .base import Driver
 
 
@@ -31,3 +33,10 @@ class ExecDriver(Driver):
     @abc.abstractmethod
     def stop(self, container, kill, timeout):
         """See hookspecs.stop."""
+
+    # Hooks added after the first release get a default here, so an exec driver written
+    # before them keeps loading; a driver that can do better overrides them.
+    @hookimpl
+    def resize_tty(self, container, job, rows, columns):
+        """See hookspecs.resize_tty. Default: this driver makes no TTYs."""
+        raise DriverError(f"the {type(self).__name__} exec driver has no TTY support")

@@ -2,6 +2,8 @@
 
 import abc
 
+from .. import hookimpl
+from ..errors import DriverError
 from .base import Driver
 
 
@@ -23,3 +25,10 @@ class LimitsDriver(Driver):
     @abc.abstractmethod
     def limit_cpu(self, container, shares):
         """See hookspecs.limit_cpu."""
+
+    # Hooks added after the first release get a default here, so a limits driver written
+    # before them keeps loading; a driver that can do better overrides them.
+    @hookimpl
+    def limit_pids(self, container, limit):
+        """See hookspecs.limit_pids. Default: this driver cannot limit processes."""
+        raise DriverError(f"the {type(self).__name__} limits driver cannot limit processes")

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import Settings
 from ..container import DESTROYED, OUT_OF_MEMORY, Container
-from ..errors import WardenError
+from ..errors import ContainerNotFound, WardenError
 from ..orchestrator import Orchestrator
 from ..specs import CreateSpec
 from .cleanups import Cleanups
@@ -88,7 +88,7 @@ class Runtime:
         destroy is the cleanups' (cleanups.py), after the answer."""
         async with self.lock_for(container):
             if container.state == DESTROYED:
-                raise WardenError("unknown handle")
+                raise ContainerNotFound(container.handle)
             self.events.unwatch(container)
             async with self._lifecycle:
                 await self.blocking(self._destroy_now, container)

@@ -52,11 +52,10 @@ class JobSupervisor:
                                             self.settings.server.syslog_socket, start))
 
     async def _supervise(self, container: Container, job: Job) -> None:
-        limit = self.settings.server.job_output_limit
         finished = asyncio.ensure_future(job.wait())  # one waiter for the job's whole life
-        # Output thrown away has no limit: nothing to check, so no wake-ups either.
-        while not finished.done() and not job.discard_output:
-            if job.output_size() > limit:
+        # A job without a limit (output thrown away, a Garden process): no wake-ups either.
+        while not finished.done() and job.output_limit is not None:
+            if job.output_size() > job.output_limit:
                 await self._blocking(self.orchestrator.enforce_output_limit, container, job)
             await asyncio.wait({finished}, timeout=OUTPUT_CHECK_INTERVAL)
         await finished

@@ -213,6 +213,25 @@ class LimitsContract(DriverContract):
         assert words[0] == "refused" and int(words[1]) < PIDS_LIMIT, words
         assert int(words[2]) == errno.EAGAIN
 
+    def test_hook_limit_pids_lowers_the_limit_a_fork_bomb_meets(self, driver, container,
+                                                               start_inside):
+        """limit_pids: Returns the limit the kernel kept; shown by the fork bomb stopping
+        at the new, lower limit, and 0 lifting it."""
+        assert driver.limit_pids(container=container, limit=None) == PIDS_LIMIT
+        assert driver.limit_pids(container=container, limit=8) == 8
+        bomb = start_inside(FORK_BOMB)
+        words = bomb.stdout.readline().split()
+        assert words[0] == "refused" and int(words[1]) < 8, words
+        assert driver.limit_pids(container=container, limit=0) == 0
+
+    def test_recover_keeps_a_containers_own_pids_limit(self, driver, limits_settings, container):
+        """recover re-applies container.pids_limit, not the server's default."""
+        driver.limit_pids(container=container, limit=12)
+        container.pids_limit = 12  # as the orchestrator keeps it after the hook
+        again = self.driver_class(limits_settings)
+        again.recover(container=container, settings=limits_settings)
+        assert again.limit_pids(container=container, limit=None) == 12
+
     # ---- devices ---------------------------------------------------------------------------
 
     def test_a_process_inside_can_use_null_but_cannot_make_a_block_device(self, container,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from warden_framework import cgroupfs, hookimpl
 from warden_framework.drivers import LimitsDriver
-from warden_framework.errors import DriverError, DriverUnavailable
+from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 
 from . import cgroups, cpu, devices, kernel, memory, stats
 from .errors import CgroupError
@@ -21,7 +21,8 @@ class CgroupV1Driver(LimitsDriver):
     - apply_limits, release_limits, recover: a container's groups in every hierarchy, made
       and restricted before its init exists, removed with their processes, checked and their
       limits written again after a restart (cgroups.py, devices.py);
-    - limit_memory, limit_cpu: memory.limit_in_bytes with memsw, cpu.shares;
+    - limit_memory, limit_cpu, limit_pids: memory.limit_in_bytes with memsw, cpu.shares,
+      pids.max (a container's own, Garden's, kept over the server's on recover);
     - info, event_sources: statistics, and the OOM eventfd from the first memory limit on.
 
     Every kernel call is in kernel.py.
@@ -80,6 +81,15 @@ class CgroupV1Driver(LimitsDriver):
         return cpu.get_shares(path)
 
     @hookimpl
+    def limit_pids(self, container, limit):
+        paths = self._paths(container)
+        if "pids" not in paths.by_controller:
+            raise WardenError("Failed setting pids limit: no pids controller on this host")
+        if limit is not None:
+            kernel.set_pids_max(paths["pids"], limit)
+        return cgroupfs.pid_stat(paths["pids"])["limit"]
+
+    @hookimpl
     def info(self, container):
         if "limits" not in container.records:
             return None
@@ -111,4 +121,11 @@ class CgroupV1Driver(LimitsDriver):
         if container.cpu_shares is not None:
             cpu.set_shares(paths.cpu, container.cpu_shares)
         if "pids" in paths.by_controller:  # the configured limit may have changed
-            kernel.set_pids_max(paths["pids"], settings.server.container_pids_limit)
+            kernel.set_pids_max(paths["pids"], _pids_limit(container, settings))
+
+
+def _pids_limit(container, settings) -> int | None:
+    """The container's own limit (Garden's pid_limits) if it has one, else the server's."""
+    if container.pids_limit is not None:
+        return container.pids_limit
+    return settings.server.container_pids_limit

@@ -21,7 +21,8 @@ class CgroupV2Driver(LimitsDriver):
     - apply_limits, release_limits, recover: a container's leaf group with its pids limit
       and device program, emptied and removed, checked and its limits written again after a
       restart (groups.py, devices.py);
-    - limit_memory, limit_cpu: memory.max (answered as v1 does), cpu.weight from shares;
+    - limit_memory, limit_cpu, limit_pids: memory.max (answered as v1 does), cpu.weight from
+      shares, pids.max;
     - info, event_sources: statistics in v1's terms, and the OOM watch on memory.events.
 
     Every kernel call is in kernel.py.
@@ -85,6 +86,13 @@ class CgroupV2Driver(LimitsDriver):
         return cpu.shares_kept(cpu.get_weight(group), requested)
 
     @hookimpl
+    def limit_pids(self, container, limit):
+        group = self._group(container)
+        if limit is not None:
+            kernel.set_pids_max(group, limit)
+        return cgroupfs.pid_stat(group)["limit"]
+
+    @hookimpl
     def info(self, container):
         if "limits" not in container.records:
             return None
@@ -115,6 +123,7 @@ class CgroupV2Driver(LimitsDriver):
         if container.cpu_shares is not None:
             cpu.set_shares(group, container.cpu_shares)
         # the configured pids limit may have changed since the container was made
-        kernel.set_pids_max(group, settings.server.container_pids_limit)
+        kernel.set_pids_max(group, container.pids_limit if container.pids_limit is not None
+                            else settings.server.container_pids_limit)
         if devices.attached(group) == 0:
             devices.attach(group)
