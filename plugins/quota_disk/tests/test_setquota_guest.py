@@ -1,11 +1,14 @@
 """The SetquotaDriver's own code on a kernel with the vfs quota format: run-guest.sh boots
 Debian's stock kernel under qemu with an ext4 image mounted with usrquota, guest_check.py
-calls the driver's hooks there and prints `GUEST {json}` lines, checked here.
+calls the driver's hooks there and prints `GUEST {json}` lines, checked here. In the same boot
+guest_contract.py runs the framework's disk contract (TestSetquotaDiskContract) with pytest,
+whose output comes back as `GUEST-PYTEST ...` lines.
 
 Skips, printing why, only where qemu, the Debian kernel or Debian's python3 cannot be had.
 """
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -17,23 +20,31 @@ RUN_GUEST = Path(__file__).parent / "guest" / "run-guest.sh"
 SKIP = 77
 KiB, MiB = 1024, 2**20
 UID = 10000
+CONTRACT_MIN_PASSED = 15  # TestSetquotaDiskContract has 20 tests; fewer means some went missing
+PYTEST_SUMMARY = re.compile(r"^=* ?(\d+ [a-z]+(?:, \d+ [a-z]+)*) in [\d.]+s")
 
 
 @pytest.fixture(scope="module")
-def guest() -> dict[str, dict]:
-    """Boot the guest once for this module: step name -> what the guest reported."""
+def guest_output() -> str:
+    """Boot the guest once for this module: everything run-guest.sh printed."""
     proc = subprocess.run(["bash", str(RUN_GUEST)], capture_output=True, text=True, timeout=300,
                           check=False)
     if proc.returncode == SKIP:
         pytest.skip(proc.stdout.strip().removeprefix("SKIP: "))
     assert proc.returncode == 0, f"run-guest.sh failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def guest(guest_output) -> dict[str, dict]:
+    """guest_check.py's steps: step name -> what the guest reported."""
     steps = {}
-    for line in proc.stdout.splitlines():
+    for line in guest_output.splitlines():
         if line.startswith("GUEST {"):
             step = json.loads(line.removeprefix("GUEST "))
             steps[step.pop("step")] = step
     assert "error" not in steps, steps["error"]["traceback"]
-    assert "teardown_disk" in steps and "refusal" in steps, f"guest stopped early:\n{proc.stdout}"
+    assert "teardown_disk" in steps and "refusal" in steps, f"guest stopped early:\n{guest_output}"
     return steps
 
 
@@ -98,3 +109,16 @@ def test_guest_hook_teardown_disk_resets_the_uid(guest):
 
 def test_guest_check_host_refuses_a_mount_without_usrquota(guest):
     assert "/mnt is not mounted with usrquota or usrjquota" in guest["refusal"]["error"]
+
+
+def test_guest_disk_contract_passes_for_setquota(guest_output):
+    """The framework's disk contract, run by pytest in the guest against SetquotaDriver on a
+    usrquota mount: its summary line counts only passes, and enough of them."""
+    lines = [line.removeprefix("GUEST-PYTEST ") for line in guest_output.splitlines()
+             if line.startswith("GUEST-PYTEST ")]
+    report = "\n".join(lines) or guest_output
+    summaries = [m.group(1) for m in map(PYTEST_SUMMARY.match, lines) if m]
+    assert summaries, f"no pytest summary line from the guest:\n{report}"
+    counts = {kind: int(n) for n, kind in (part.split() for part in summaries[-1].split(", "))}
+    assert not {"failed", "error", "errors"} & counts.keys(), f"{summaries[-1]}:\n{report}"
+    assert counts.get("passed", 0) >= CONTRACT_MIN_PASSED, f"{summaries[-1]}:\n{report}"

@@ -9,8 +9,10 @@
 # repquota with their libraries, Debian's python3 with just the stdlib modules the check
 # imports (found by running guest_check.py --list-files on the host), pluggy/stevedore/yaml
 # from the venv, the warden_framework and warden_quota_disk sources, and an ext4 image made
-# with `mkfs.ext4 -O quota`. The guest mounts it with usrquota, runs guest_check.py, and
-# powers off. Exit 77 with `SKIP: <why>` when this host cannot build or boot the guest.
+# with `mkfs.ext4 -O quota`. The guest mounts it with usrquota, runs guest_check.py, then
+# (remounted with usrquota, guest_check's files gone) the framework's disk contract against
+# SetquotaDriver with pytest (guest_contract.py; output prefixed GUEST-PYTEST),
+# and powers off. Exit 77 with `SKIP: <why>` when this host cannot build or boot the guest.
 set -euo pipefail
 export LC_ALL=C
 
@@ -69,15 +71,21 @@ build() {  # build DIR: DIR/initrd.gz
     done
     copy_with_libs "$q" "$(command -v setquota)" "$(command -v repquota)" "$python"
     ln -sf "$(basename "$python")" "$q/usr/bin/python3"
-    # Python files: exactly what guest_check.py loads, at the same paths as on this host.
+    # Python files: exactly what guest_check.py and the contract's pytest run load, at the
+    # same paths as on this host, copied now so the guest runs the current sources.
     path_entries=$plugin:$top:$site
     "$python" -S "$here/guest_check.py" --list-files --path "$path_entries" > "$dir/files"
-    mapfile -t files < "$dir/files"
+    "$python" -S "$here/guest_contract.py" --list-files --path "$path_entries" --top "$top" \
+        >> "$dir/files"
+    mapfile -t files < <(sort -u "$dir/files")
     copy_with_libs "$q" "${files[@]}"
-    cp "$here/guest_check.py" "$q/guest/"
+    # Bytecode for sources that have none (this tree is run with PYTHONDONTWRITEBYTECODE):
+    # compiling them here saves seconds in the emulated guest. Paths in it stay the real ones.
+    "$python" -S -m compileall -q -s "$q" -p / "$q$top" > /dev/null
+    cp "$here/guest_check.py" "$here/guest_contract.py" "$q/guest/"
     printf 'root:x:0:0:root:/root:/bin/sh\n' > "$q/etc/passwd"
     printf 'root:x:0:\n' > "$q/etc/group"
-    truncate -s 32M "$q/disk.img"
+    truncate -s 64M "$q/disk.img"
     mkfs.ext4 -q -F -O quota -E quotatype=usrquota "$q/disk.img"
     cat > "$q/init" << EOF
 #!/bin/sh
@@ -91,6 +99,11 @@ losetup /dev/loop0 /disk.img
 mount -t ext4 -o usrquota /dev/loop0 /mnt || echo "GUEST-ERROR mount failed"
 /usr/bin/python3 -S /guest/guest_check.py --path "$path_entries" --mount /mnt \\
     --device /dev/loop0 --uid $guest_uid
+echo "GUEST-CONTRACT start at \$(cut -d' ' -f1 /proc/uptime) s"
+umount /mnt && mount -t ext4 -o usrquota /dev/loop0 /mnt || echo "GUEST-ERROR remount failed"
+rm -rf /mnt/depot && mkdir /mnt/contract
+WARDEN_TEST_QUOTA_DEPOT=/mnt/contract /usr/bin/python3 -S /guest/guest_contract.py \\
+    --path "$path_entries" --top "$top" 2>&1 | sed 's/^/GUEST-PYTEST /'
 echo "GUEST-UPTIME \$(cut -d' ' -f1 /proc/uptime) s"
 poweroff -f
 EOF
