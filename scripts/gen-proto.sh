@@ -3,8 +3,8 @@
 #
 # protoc comes from grpcio-tools, installed into a throwaway venv so that it never becomes a
 # dependency of the project. The grpcio-tools version is pinned to one whose bundled protoc
-# emits code that the runtime pinned in pyproject.toml (protobuf>=5.29,<6) accepts: generated
-# code must not be newer than the runtime. Run from anywhere; needs PyPI.
+# emits code that every runtime pyproject.toml admits (protobuf>=5.29,<8, without 6.30-6.31)
+# accepts: generated code must not be newer than the oldest runtime (5.29). Run from anywhere; needs PyPI.
 #   scripts/gen-proto.sh            regenerate
 #   PYTHON=python3.11 scripts/gen-proto.sh
 set -euo pipefail

@@ -9,22 +9,14 @@ entry point alone.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from warden_framework.client import Client
-from warden_framework.testing import leaks
-from warden_framework.testing.contract import mounts_under as kernel_mounts_under
-from warden_framework.testing.process import START_TIMEOUT
+from warden_framework.testing.wheels import VenvServer, checkout_wheels, fresh_venv, run, wait_for
 
 from .conftest import _missing, server_config
 
@@ -46,26 +38,6 @@ def _projects() -> list[Path]:
             TOP / "plugins" / _limits_plugin(), EXAMPLE]
 
 
-def _snapshot(project: Path, into: Path) -> Path:
-    """pyproject.toml and the warden_* packages of `project`, copied: pip builds a local
-    project in place, and its build/ and egg-info must not land in the checkout."""
-    dst = into / project.name
-    dst.mkdir(parents=True)
-    shutil.copy2(project / "pyproject.toml", dst)
-    for package in project.glob("warden_*"):
-        if package.is_dir() and not package.name.endswith(".egg-info"):
-            shutil.copytree(package, dst / package.name,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-    return dst
-
-
-def _run(argv: list, cwd: Path, env: dict | None = None, timeout: float = 600) -> str:
-    done = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
-    assert done.returncode == 0, f"{argv[:3]}: exit {done.returncode}\n{done.stdout}{done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
     """A fresh venv holding wheels of the core, wshd_exec, iptables_net, the limits plugin and
@@ -75,22 +47,14 @@ def venv(tmp_path_factory) -> Path:
         pytest.skip(reason)
     if not (WHEELHOUSE / ".stamp").exists():
         pytest.skip(f"no wheelhouse at {WHEELHOUSE} (run scripts/bootstrap.sh)")
+    wheels = checkout_wheels(tmp_path_factory, TOP, _projects())
     work = tmp_path_factory.mktemp("example-plugin")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    venv = work / "venv"
-    _run([sys.executable, "-m", "venv", venv], cwd=work)
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-index",
-           "--find-links", WHEELHOUSE]
-    _run([*pip, "setuptools", "wheel", "pytest"], cwd=work, env=env)
-    sources = [_snapshot(p, work / "src") for p in _projects()]
-    _run([*pip, "--no-build-isolation", *sources], cwd=work, env=env)
-    return venv
+    return fresh_venv(work / "venv", WHEELHOUSE, [*wheels, "pytest"])
 
 
 def _in_venv(venv: Path, code: str) -> str:
     """Run `code` with the venv's python outside the checkout (so nothing imports from it)."""
-    return _run([venv / "bin" / "python", "-c", code], cwd=venv)
+    return run([venv / "bin" / "python", "-c", code], cwd=venv)
 
 
 def test_the_core_does_not_know_the_example(venv):
@@ -120,7 +84,7 @@ def test_the_example_passes_the_rootfs_contract_under_the_venvs_pytest(venv, tmp
     assert passed and int(passed.group(1)) > 0, summary
     assert not re.search(r"\d+ (failed|errors?)\b", summary), summary
     # its own pytest settings, not the checkout's
-    assert f"rootdir: {EXAMPLE}" in _run([venv / "bin" / "pytest", "--co", EXAMPLE / "tests"],
+    assert f"rootdir: {EXAMPLE}" in run([venv / "bin" / "pytest", "--co", EXAMPLE / "tests"],
                                          cwd=tmp_path)
 
 
@@ -132,65 +96,14 @@ def tmpfs_server(venv, tmp_path):
                                               "network": "iptables", "limits": _limits_plugin(),
                                               "disk": None},
                            plugins={"tmpfs_rootfs": {"size": "64M"}})
-    path = tmp_path / "warden.yml"
-    path.write_text(yaml.safe_dump(config))
-    server = [venv / "bin" / "warden-server", "--config", path]
-    with open(tmp_path / "server.log", "ab") as log:
-        proc = subprocess.Popen([str(a) for a in server], cwd=tmp_path, stdout=log, stderr=log,
-                                start_new_session=True)
-    socket = config["server"]["unix_domain_path"]
-    depot = Path(config["server"]["container_depot_path"])
+    server = VenvServer(venv, config, tmp_path)
     try:
-        _wait_for_ping(proc, socket, tmp_path / "server.log")
-        yield socket, depot
+        server.start()
+        yield server.socket, server.depot
     finally:
-        _stop_and_clean(proc, socket, depot, [*server, "--teardown-host"], tmp_path)
-    # The autouse leak checker sees the whole machine (other runs too); these are this server's.
-    prefix = config["server"]["name_prefix"]
-    left = {kind: {o for o in found if prefix in o or str(tmp_path) in o}
-            for kind, found in leaks.inventory().items()}
-    assert not any(left.values()), f"the server left {left}"
-    assert not kernel_mounts_under(tmp_path), "mounts left under the test's directory"
-
-
-def _wait_for_ping(proc: subprocess.Popen, socket: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            with Client(socket) as c:
-                c.ping()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"warden-server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-
-def _stop_and_clean(proc, socket: str, depot: Path, teardown: list, cwd: Path) -> None:
-    started = proc.poll() is None
-    try:
-        if started:
-            with Client(socket) as c:
-                for handle in c.list().handles:
-                    c.destroy(handle=handle)
-            _wait(lambda: not any(depot.iterdir()), "the depot to empty")
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-        done = subprocess.run([str(a) for a in teardown], cwd=cwd, capture_output=True,
-                              text=True, timeout=120, check=False)
-        # A server that never started cannot tear down either; its start error is the one told.
-        assert done.returncode == 0 or not started, f"--teardown-host: {done.stderr}"
-
-
-def _wait(done, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+        server.stop_and_clean()
+    left = server.leftovers()
+    assert not left, f"the server left {left}"
 
 
 def _mount_type(target: Path) -> str | None:
@@ -220,6 +133,6 @@ def test_a_fresh_venv_server_runs_a_job_on_the_example_rootfs(tmpfs_server):
         assert ((root / "f").stat().st_uid, (root / "f").stat().st_gid) == (host_base, host_base)
 
         c.destroy(handle=handle)
-        _wait(lambda: not container_dir.exists(), f"{container_dir} to go")
+        wait_for(lambda: not container_dir.exists(), f"{container_dir} to go")
         assert _mount_type(root) is None
         assert not c.list().handles

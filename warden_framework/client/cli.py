@@ -1,14 +1,13 @@
 """The `warden` command: one request from the command line, or a REPL reading stdin.
 
 Owns turning words into requests and responses into `field: value` lines; the
-connection is connection.Client's.
+connection is connection.Client's, the option syntax options.py's, the REPL's loop and
+terminal repl.py's, the text of `help COMMAND` helptext.py's.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
@@ -18,32 +17,29 @@ from google.protobuf.message import Message as ProtoMessage
 
 from warden_framework.client.connection import DEFAULT_SOCKET, Client
 from warden_framework.client.errors import ServerError
+from warden_framework.client.helptext import command_help, command_synopsis
+from warden_framework.client.options import BOOL_WORDS, UsageError, resolve, segments
+from warden_framework.client.repl import repl
 from warden_framework.client.requests import REQUEST_CLASSES, build_message
 from warden_framework.protocol import REQUIRED_FIELDS, ProtocolError, pb
 from warden_framework.protocol.codec import ENUM_FIELDS
+from warden_framework.protocol.descriptors import is_repeated
 
-__all__ = ["execute", "format_message", "main", "parse_command"]
+__all__ = ["UsageError", "execute", "format_message", "main", "parse_command"]
 
-USAGE = f"""\
+_SYNOPSIS = f"""\
 usage: warden [--socket PATH] COMMAND [VALUE ...] [--FIELD VALUE ...]
        warden [--socket PATH]            (read commands from stdin, one per line)
-       warden help [COMMAND]
+       warden help [COMMAND]             (the commands; a command's fields and types)
 
 Positional values fill the request's required fields in order; options name any
 field: nested fields as --a.b, repeated ones as --a[0] (--bind_mounts[0].mode rw),
 booleans as --flag, --flag=false. `run` spawns the script, streams its output and
 exits with the job's exit status. The socket defaults to $WARDEN_SOCKET or
-{DEFAULT_SOCKET}.
-
-commands: {", ".join(REQUEST_CLASSES)}
+{DEFAULT_SOCKET}. On a terminal the REPL keeps a history in $WARDEN_HISTORY or
+~/.warden_history and completes commands, --fields and values with TAB.
 """
-
-_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[([0-9]+)\])?$")
-_BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0"})
-
-
-class UsageError(Exception):
-    """Words that do not make a request."""
+USAGE = f"{_SYNOPSIS}\ncommands: {', '.join(REQUEST_CLASSES)}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,33 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = Client(socket_path)
     try:
         if not words:
-            return repl(client, sys.stdin, sys.stdout, sys.stderr)
+            return repl(
+                lambda words: execute(client, words, sys.stdout, sys.stderr),
+                sys.stdin,
+                sys.stdout,
+                sys.stderr,
+                on_interrupt=client.disconnect,
+            )
         return execute(client, words, sys.stdout, sys.stderr)
     finally:
         client.disconnect()
-
-
-def repl(client: Client, lines: TextIO, out: TextIO, err: TextIO) -> int:
-    """Execute one command per line of `lines` until EOF or `exit`; return the last status."""
-    status = 0
-    prompt = lines.isatty()
-    while True:
-        if prompt:
-            err.write("warden> ")
-            err.flush()
-        line = lines.readline()
-        if not line:
-            return status
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError as error:
-            err.write(f"warden: {error}\n")
-            status = 2
-            continue
-        if words and words[0] in ("exit", "quit"):
-            return status
-        if words:
-            status = execute(client, words, out, err)
 
 
 def execute(client: Client, words: Sequence[str], out: TextIO, err: TextIO) -> int:
@@ -112,9 +91,7 @@ def execute(client: Client, words: Sequence[str], out: TextIO, err: TextIO) -> i
 
 def parse_command(words: Sequence[str]) -> ProtoMessage:
     """Build the request that command-line words describe; UsageError if they do not."""
-    cls = REQUEST_CLASSES.get(_command(words[0]))
-    if cls is None:
-        raise UsageError(f"unknown command {words[0]!r} (commands: {', '.join(REQUEST_CLASSES)})")
+    cls = _request_class(words[0])
     positional, fields = _parse_fields(cls.DESCRIPTOR, words[1:])
     required = REQUIRED_FIELDS.get(cls.DESCRIPTOR.name, ())
     if len(positional) > len(required):
@@ -134,7 +111,7 @@ def format_message(message: ProtoMessage, prefix: str = "") -> list[str]:
     lines = []
     for field, value in message.ListFields():
         path = prefix + field.name
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if is_repeated(field):
             for index, item in enumerate(value):
                 lines += _format_value(field, item, f"{path}[{index}]")
         else:
@@ -175,6 +152,13 @@ def _command(word: str) -> str:
     return word.replace("-", "_")
 
 
+def _request_class(word: str) -> type[ProtoMessage]:
+    cls = REQUEST_CLASSES.get(_command(word))
+    if cls is None:
+        raise UsageError(f"unknown command {word!r} (commands: {', '.join(REQUEST_CLASSES)})")
+    return cls
+
+
 def _parse_fields(descriptor: Descriptor, args: Sequence[str]) -> tuple[list[str], dict]:
     """Split args into positional values and a tree of options ({name: {index: ...}})."""
     positional: list[str] = []
@@ -187,10 +171,10 @@ def _parse_fields(descriptor: Descriptor, args: Sequence[str]) -> tuple[list[str
             positional.append(word)
             continue
         key, eq, value = word[2:].partition("=")
-        field = _resolve(descriptor, key)
+        field = resolve(descriptor, key)
         if not eq:
             takes_flag = field.type == FieldDescriptor.TYPE_BOOL and (
-                index == len(args) or args[index].lower() not in _BOOL_WORDS
+                index == len(args) or args[index].lower() not in BOOL_WORDS
             )
             if takes_flag:
                 value = "true"
@@ -202,44 +186,13 @@ def _parse_fields(descriptor: Descriptor, args: Sequence[str]) -> tuple[list[str
     return positional, tree
 
 
-def _segments(key: str) -> list[tuple[str, int | None]]:
-    segments = []
-    for part in key.split("."):
-        match = _SEGMENT.match(part)
-        if match is None:
-            raise UsageError(f"bad option --{key}")
-        number = match.group(2)
-        segments.append((match.group(1).replace("-", "_"), None if number is None else int(number)))
-    return segments
-
-
-def _resolve(descriptor: Descriptor, key: str) -> FieldDescriptor:
-    """Return the field that option --key names, checking every step of its path."""
-    segments = _segments(key)
-    for position, (name, number) in enumerate(segments):
-        field = descriptor.fields_by_name.get(name)
-        if field is None:
-            raise UsageError(f"{descriptor.name} has no field {name!r} (in --{key})")
-        repeated = field.label == FieldDescriptor.LABEL_REPEATED
-        if number is not None and not repeated:
-            raise UsageError(f"field {name} is not repeated (in --{key})")
-        last = position == len(segments) - 1
-        if not last and field.type != FieldDescriptor.TYPE_MESSAGE:
-            raise UsageError(f"field {name} has no sub-fields (in --{key})")
-        if not last and repeated and number is None:
-            raise UsageError(f"field {name} is repeated: write {name}[N] (in --{key})")
-        if not last:
-            descriptor = field.message_type
-    return field
-
-
 def _assign(tree: dict[str, Any], descriptor: Descriptor, key: str, value: str) -> None:
     node: dict[Any, Any] = tree
-    segments = _segments(key)
-    for position, (name, number) in enumerate(segments):
+    parts = segments(key)
+    for position, (name, number) in enumerate(parts):
         field = descriptor.fields_by_name[name]
-        last = position == len(segments) - 1
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        last = position == len(parts) - 1
+        if is_repeated(field):
             node = node.setdefault(name, {})
             name = len(node) if number is None else number
         if last:
@@ -282,39 +235,10 @@ def _write_lines(out: TextIO, lines: list[str]) -> None:
 
 
 def _help(words: Sequence[str]) -> str:
-    if not words:
-        return USAGE
-    cls = REQUEST_CLASSES.get(_command(words[0]))
-    if cls is None:
-        raise UsageError(f"unknown command {words[0]!r} (commands: {', '.join(REQUEST_CLASSES)})")
-    required = REQUIRED_FIELDS.get(cls.DESCRIPTOR.name, ())
-    head = f"usage: warden {words[0]} {' '.join(name.upper() for name in required)}".rstrip()
-    return "\n".join([head, *_field_lines(cls.DESCRIPTOR, "")]) + "\n"
-
-
-def _field_lines(descriptor: Descriptor, prefix: str) -> list[str]:
-    lines = []
-    required = REQUIRED_FIELDS.get(descriptor.name, ())
-    for field in descriptor.fields:
-        path = prefix + field.name
-        if field.label == FieldDescriptor.LABEL_REPEATED:
-            path += "[N]"
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
-            lines += _field_lines(field.message_type, path + ".")
-            continue
-        enum = ENUM_FIELDS.get((descriptor.name, field.name))
-        kind = "|".join(v.name.lower() for v in enum.values) if enum else _type_name(field)
-        lines.append(f"  --{path:<36} {kind}{', required' if field.name in required else ''}")
-    return lines
-
-
-def _type_name(field: FieldDescriptor) -> str:
-    names = {
-        FieldDescriptor.TYPE_BYTES: "text",
-        FieldDescriptor.TYPE_STRING: "text",
-        FieldDescriptor.TYPE_BOOL: "bool",
-    }
-    return names.get(field.type, "number")
+    if words:
+        return command_help(_command(words[0]), _request_class(words[0]))
+    table = [f"  {command_synopsis(name, cls)}" for name, cls in REQUEST_CLASSES.items()]
+    return "\n".join([_SYNOPSIS, "commands:", *table]) + "\n"
 
 
 if __name__ == "__main__":

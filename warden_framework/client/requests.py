@@ -14,6 +14,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message as ProtoMessage
 
 from warden_framework.protocol.codec import ENUM_FIELDS, MESSAGE_TYPES, REQUIRED_FIELDS
+from warden_framework.protocol.descriptors import is_repeated
 
 __all__ = [
     "REQUEST_CLASSES",
@@ -96,7 +97,7 @@ def build_message(
         if value is None:
             continue
         field = _field(cls.DESCRIPTOR, name)
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if is_repeated(field):
             _set_repeated(message, field, value, from_text)
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             getattr(message, field.name).CopyFrom(_sub_message(field, value, from_text))

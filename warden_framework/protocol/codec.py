@@ -14,6 +14,7 @@ from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
+from warden_framework.protocol.descriptors import is_repeated
 from warden_framework.protocol.errors import ProtocolError
 from warden_framework.protocol.framing import encode_frame
 from warden_framework.protocol.pb import warden_pb2 as pb
@@ -245,7 +246,7 @@ def _problems(message: ProtoMessage, prefix: str, *, decoded: bool) -> Iterator[
             yield f"field {prefix}{field} is required but missing"
     for field, value in message.ListFields():
         path = prefix + field.name
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if is_repeated(field):
             for index, item in enumerate(value):
                 yield from _field_problems(name, field, item, f"{path}[{index}]", decoded=decoded)
         else:

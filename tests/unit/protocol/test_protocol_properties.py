@@ -20,6 +20,7 @@ from warden_framework.protocol import (
     pb,
 )
 from warden_framework.protocol.codec import ENUM_FIELDS
+from warden_framework.protocol.descriptors import is_repeated
 from warden_framework.protocol.framing import MAX_PREFIX, encode_frame
 
 _SCALARS = {
@@ -47,7 +48,7 @@ def messages(draw, cls):
     message = cls()
     required = REQUIRED_FIELDS.get(cls.DESCRIPTOR.name, ())
     for field in cls.DESCRIPTOR.fields:
-        if field.label == F.LABEL_REPEATED:
+        if is_repeated(field):
             items = draw(st.lists(_value(field), max_size=3))
             target = getattr(message, field.name)
             for item in items:
