@@ -55,7 +55,8 @@ def _check_marked(subsystem: str, drv: Driver) -> None:
 def _check_owners(pm: pluggy.PluginManager, drivers: dict[str, Driver]) -> None:
     for hook_name, subsystem in hookspecs.OWNERS.items():
         impls = [i for i in getattr(pm.hook, hook_name).get_hookimpls()
-                 if not (i.hookwrapper or i.wrapper)]
+                 # `wrapper` is pluggy >= 1.1's; Debian 12 ships 1.0, which has only hookwrapper
+                 if not (i.hookwrapper or getattr(i, "wrapper", False))]
         owners = [pm.get_name(i.plugin) for i in impls]
         expected = drivers.get(subsystem)
         if expected is None:

@@ -52,7 +52,8 @@ class UnionRootfsDriver(RootfsDriver):
         rootfs = settings.server.container_rootfs_path
         if not os.path.isdir(rootfs):
             raise DriverUnavailable(f"container_rootfs_path does not exist {rootfs} "
-                                    f"(scripts/bootstrap.sh builds the default one)")
+                                    f"(`warden-rootfs DIR` builds the default one; in a checkout, "
+                                    f"scripts/bootstrap.sh)")
         if settings.user.namespaces:
             try:
                 idmapped.check_support(Path(rootfs))
