@@ -154,9 +154,16 @@ class Hooks:
     def container_event(self, container, event) -> None:
         self._observe("container_event", container=container, event=event)
     def health_routes(self) -> dict:
+        """Every observer's pages; the first registered wins a path; one that fails is
+        logged and serves nothing, like any observer."""
         merged: dict = {}
-        for part in reversed(self._call("health_routes")):  # pluggy calls LIFO: first wins
-            merged.update(part or {})
+        for impl in self.pm.hook.health_routes.get_hookimpls():  # in registration order
+            try:
+                routes = impl.function() or {}
+            except Exception:
+                log.exception("observer %s of health_routes failed", self.pm.get_name(impl.plugin))
+                continue
+            merged = {**routes, **merged}  # an earlier plugin's path stays
         return merged
 
 

@@ -13,7 +13,7 @@ from warden_framework import hookimpl
 from warden_framework.client import Client, ServerError
 from warden_framework.container import OUT_OF_MEMORY
 from warden_framework.testing.fakes import FAKE_DRIVERS
-from warden_framework.testing.server import fake_settings, running_server
+from warden_framework.testing.server import ServerThread, fake_settings, running_server
 
 
 class Recorder:
@@ -114,3 +114,32 @@ def test_hook_health_routes_serves_pages_and_keeps_the_bare_health_check(observe
     assert page.endswith(b"\r\n\r\n1\n")
     assert http_get(port, "/anything").startswith(b"HTTP/1.1 200 OK\r\nContent-Length: 0")
     assert http_get(port, "/broken").startswith(b"HTTP/1.1 500 ")
+
+
+class BrokenPages:
+    @hookimpl
+    def health_routes(self):
+        raise RuntimeError("observer bug")
+
+
+def test_hook_health_routes_that_fail_serve_nothing_and_the_server_runs(tmp_path):
+    recorder, port = Recorder(), free_port()
+    settings = fake_settings(tmp_path, health_check_server={"port": port})
+    with running_server(settings, FAKE_DRIVERS, extra_plugins=[recorder, BrokenPages()]):
+        assert http_get(port, "/count").endswith(b"\r\n\r\n0\n")
+        with Client(settings.server.unix_domain_path) as c:
+            c.ping()
+
+
+def test_a_server_whose_health_port_is_taken_stops_and_frees_its_socket(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = fake_settings(tmp_path, health_check_server={"port": taken.getsockname()[1]})
+        thread = ServerThread(settings, FAKE_DRIVERS)
+        with pytest.raises(RuntimeError, match="did not start"):
+            thread.start()
+        thread.stop()
+    assert thread.error is not None and not thread._thread.is_alive()
+    with pytest.raises(OSError):  # the Warden front end was drained: nobody listens
+        Client(settings.server.unix_domain_path, timeout=2).ping()

@@ -57,34 +57,40 @@ async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Ev
     runtime = Runtime(settings, orchestrator)
     await runtime.start(recovered)
     front_ends = [cls(settings, runtime, settings.frontends[name]) for name, cls in frontends.items()]
-    for front_end in front_ends:
-        await front_end.start()
-    orchestrator.hooks.server_started(runtime)
+    started: list[FrontEnd] = []
     health = None
-    if settings.health_check_server.port is not None:
-        health = await start_health_server(settings.health_check_server.port,
-                                           orchestrator.hooks.health_routes())
     pidfile = Pidfile(settings.server.pidfile) if settings.server.pidfile else None
-    if pidfile:
-        pidfile.acquire()
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signo in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signo, stop.set)
-    if ready is not None:
-        ready(runtime)
+    # From the first listener on, any failure (a front end, the health port, the pidfile)
+    # closes everything started, so the process exits instead of serving half.
     try:
+        for front_end in front_ends:
+            await front_end.start()
+            started.append(front_end)
+        orchestrator.hooks.server_started(runtime)
+        if settings.health_check_server.port is not None:
+            health = await start_health_server(settings.health_check_server.port,
+                                               orchestrator.hooks.health_routes())
+        if pidfile:
+            pidfile.acquire()
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signo in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signo, stop.set)
+        if ready is not None:
+            ready(runtime)
         await stop.wait()
         log.info("draining")
-        await asyncio.gather(*(front_end.drain() for front_end in front_ends))
-        await runtime.drain()
     finally:
-        if health is not None:
-            health.close()
-        await runtime.close()
-        if pidfile:
-            pidfile.release()
+        await asyncio.gather(*(front_end.drain() for front_end in started))
+        try:
+            await runtime.drain()
+        finally:
+            if health is not None:
+                health.close()
+            await runtime.close()
+            if pidfile:
+                pidfile.release()
     log.info("drained; exiting")
     return 0
 

@@ -1,0 +1,1 @@
+"""Prometheus metrics for a Warden server, served as /metrics on the health-check port."""
