@@ -1,14 +1,14 @@
 /*
  * job.c: spawn one job and keep the table of live jobs. The request arrives validated (proto.c),
- * so the forked child only applies it: new session, stdio, every other descriptor closed at exec,
- * rlimits (while still root; the launcher raised the hard limits, see sandbox.c), groups, gid,
- * capabilities (bounding set first: that needs CAP_SETPCAP, which setuid takes away), uid,
- * no_new_privs, cwd (after setuid, so it is checked with the job's rights), execve. The seccomp
- * filter is already in force: the child inherits it from wshd (see sandbox.c), and nothing
- * above needs a call it refuses. The child shares wshd's memory until execve (see job_spawn)
- * and reports a failure in it. The table also holds each job's copied output (output.c): a job
- * whose output passes its limit has its process group killed here, and a reaped job stays, marked
- * reaped, while its pipes are open.
+ * so the forked child only applies it: new session, stdio (stdin made the controlling terminal
+ * when the SPAWN says TTY), every other descriptor closed at exec, rlimits (while still root;
+ * the launcher raised the hard limits, see sandbox.c), groups, gid, capabilities (bounding set
+ * first: that needs CAP_SETPCAP, which setuid takes away), uid, no_new_privs, cwd (after setuid,
+ * so it is checked with the job's rights), execve. The seccomp filter is already in force: the
+ * child inherits it from wshd (see sandbox.c), and nothing above needs a call it refuses. The
+ * child shares wshd's memory until execve (see job_spawn) and reports a failure in it. The table
+ * also holds each job's copied output (output.c): a job whose output passes its limit has its
+ * process group killed here, and a reaped job stays, marked reaped, while its pipes are open.
  */
 #include "job.h"
 
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -65,6 +66,10 @@ static int job_child_prepare(const struct proto_spawn *plan, const int stdio[3],
     for (int i = 0; i < 3; i++)
         if (dup2(stdio[i], i) < 0)
             return wshd_error_set(err, errno, "dup descriptor %d onto %d", stdio[i], i);
+    /* The session is new and has no terminal yet: stdin becomes its controlling terminal, so
+     * the job's group is the foreground one (job control, SIGINT, SIGWINCH, /dev/tty). */
+    if (plan->tty && ioctl(0, TIOCSCTTY, 0) < 0)
+        return wshd_error_set(err, errno, "make stdin the controlling terminal");
     /* The child has its own descriptor table: wshd's sockets close in it at execve. */
     if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         return wshd_error_set(err, errno, "mark descriptors close-on-exec");

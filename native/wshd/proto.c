@@ -20,6 +20,7 @@ enum field_rule_id {
     R_GID,
     R_RLIMIT,
     R_OUTPUT_LIMIT,
+    R_TTY,
     R_STATUS,
     R_PID,
     R_MESSAGE,
@@ -47,6 +48,7 @@ static const struct field_rule field_rules[R_COUNT] = {
     [R_RLIMIT] = {PROTO_TAG_RLIMIT, "RLIMIT", KIND_BIT(PROTO_KIND_SPAWN), PROTO_RLIMIT_SIZE, true},
     [R_OUTPUT_LIMIT] = {PROTO_TAG_OUTPUT_LIMIT, "OUTPUT_LIMIT", KIND_BIT(PROTO_KIND_SPAWN), 8,
                         false},
+    [R_TTY] = {PROTO_TAG_TTY, "TTY", KIND_BIT(PROTO_KIND_SPAWN), 1, false},
     [R_STATUS] = {PROTO_TAG_STATUS, "STATUS", 0, 1, false},
     [R_PID] = {PROTO_TAG_PID, "PID", KIND_BIT(PROTO_KIND_WAIT) | KIND_BIT(PROTO_KIND_SIGNAL), 4,
                false},
@@ -278,6 +280,16 @@ static int decode_output_limit(struct decoder *d, const struct proto_field *f,
     return 0;
 }
 
+/* A u8 flag (TTY, GROUP): 0 or 1, nothing else, so a typo in a client never reads as "on". */
+static int decode_flag(const struct proto_field *f, const char *name, bool *out,
+                       struct wshd_error *err)
+{
+    if (f->value[0] > 1)
+        return wshd_error_set(err, 0, "field %s: %u is not 0 or 1", name, f->value[0]);
+    *out = f->value[0] == 1;
+    return 0;
+}
+
 static int decode_target(struct decoder *d, int id, const struct proto_field *f,
                          struct wshd_error *err)
 {
@@ -296,10 +308,7 @@ static int decode_target(struct decoder *d, int id, const struct proto_field *f,
         t->signo = v;
         return 0;
     default:
-        if (v > 1)
-            return wshd_error_set(err, 0, "field GROUP: %u is not 0 or 1", v);
-        t->group = v == 1;
-        return 0;
+        return decode_flag(f, "GROUP", &t->group, err);
     }
 }
 
@@ -321,6 +330,8 @@ static int decode_value(struct decoder *d, int id, const struct proto_field *f,
         return decode_rlimit(d, f, err);
     case R_OUTPUT_LIMIT:
         return decode_output_limit(d, f, err);
+    case R_TTY:
+        return decode_flag(f, "TTY", &d->req->spawn.tty, err);
     default:
         return decode_target(d, id, f, err);
     }
@@ -377,6 +388,7 @@ static void request_reset(struct proto_request *req)
     req->spawn.uid = 0;
     req->spawn.gid = 0;
     req->spawn.has_output_limit = false;
+    req->spawn.tty = false;
     req->spawn.output_limit = 0;
     req->target.pid = 0;
     req->target.signo = 0;

@@ -47,6 +47,7 @@ enum proto_tag {
     PROTO_TAG_GID = 5,
     PROTO_TAG_RLIMIT = 6,
     PROTO_TAG_OUTPUT_LIMIT = 7,
+    PROTO_TAG_TTY = 8,
     PROTO_TAG_STATUS = 100,
     PROTO_TAG_PID = 101,
     PROTO_TAG_MESSAGE = 102,
@@ -65,7 +66,8 @@ struct proto_rlimit {
 /*
  * A validated SPAWN: argv and envp are NULL-terminated; dir defaults to "/". With
  * has_output_limit, wshd copies the job's stdout and stderr into the received fds itself and
- * kills the job's group once more than output_limit bytes came (see output.c).
+ * kills the job's group once more than output_limit bytes came (see output.c). With tty, the
+ * received stdin is a terminal that becomes the job's controlling terminal (TTY field).
  */
 struct proto_spawn {
     size_t argc;
@@ -77,6 +79,7 @@ struct proto_spawn {
     uint32_t uid;
     uint32_t gid;
     bool has_output_limit;
+    bool tty;
     uint64_t output_limit;
     struct proto_rlimit rlimits[PROTO_MAX_RLIMITS];
 };

@@ -327,6 +327,45 @@ static void test_output_limit(struct suite *s)
     expect_error(s, "OUTPUT_LIMIT in WAIT", w.buf, w.len, "field OUTPUT_LIMIT not allowed in WAIT");
 }
 
+static void test_tty(struct suite *s)
+{
+    struct proto_writer w;
+
+    start_spawn(s, &w);
+    if (expect_ok(s, "spawn without TTY decodes", &w))
+        report(s, !s->req->spawn.tty, "no TTY: stdin is not made a controlling terminal", "");
+    start_spawn(s, &w);
+    proto_put_u8(&w, PROTO_TAG_TTY, 1);
+    if (expect_ok(s, "TTY 1 decodes", &w))
+        report(s, s->req->spawn.tty, "TTY 1: stdin becomes the controlling terminal", "");
+    start_spawn(s, &w);
+    proto_put_u8(&w, PROTO_TAG_TTY, 0);
+    if (expect_ok(s, "TTY 0 decodes", &w))
+        report(s, !s->req->spawn.tty, "TTY 0: no controlling terminal", "");
+    start_spawn(s, &w);
+    proto_put_u8(&w, PROTO_TAG_TTY, 1);
+    if (expect_ok(s, "TTY set", &w)) {
+        start_spawn(s, &w);
+        if (expect_ok(s, "the next spawn without TTY decodes", &w))
+            report(s, !s->req->spawn.tty, "TTY does not carry over to the next request", "");
+    }
+    start_spawn(s, &w);
+    proto_put_u8(&w, PROTO_TAG_TTY, 2);
+    expect_error(s, "TTY 2", w.buf, w.len, "field TTY: 2 is not 0 or 1");
+    start_spawn(s, &w);
+    proto_put_u32(&w, PROTO_TAG_TTY, 1);
+    expect_error(s, "TTY of 4 bytes", w.buf, w.len, "field TTY: length 4, want 1");
+    start_spawn(s, &w);
+    proto_put_u8(&w, PROTO_TAG_TTY, 1);
+    proto_put_u8(&w, PROTO_TAG_TTY, 1);
+    expect_error(s, "TTY twice", w.buf, w.len, "field TTY given twice");
+    start(s, &w, PROTO_KIND_SIGNAL);
+    proto_put_u32(&w, PROTO_TAG_PID, 3);
+    proto_put_u32(&w, PROTO_TAG_SIGNO, 28);
+    proto_put_u8(&w, PROTO_TAG_TTY, 1);
+    expect_error(s, "TTY in SIGNAL", w.buf, w.len, "field TTY not allowed in SIGNAL");
+}
+
 static void test_target_values(struct suite *s)
 {
     struct proto_writer w;
@@ -397,6 +436,7 @@ int main(void)
     test_string_values(s);
     test_number_values(s);
     test_output_limit(s);
+    test_tty(s);
     test_target_values(s);
     test_writer(s);
     printf("1..%d\n", s->run);

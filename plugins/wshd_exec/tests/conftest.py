@@ -1,12 +1,16 @@
 """Fixtures for the wshd tests: the built binary, a busybox root (optionally with a static
 syscall probe), and containers that are always killed (and checked gone) after the test,
-whatever the test did."""
+whatever the test did: raw wshd ones (`containers`) and, for the driver's tests, the
+framework's containers on a copy of the default rootfs with one driver per module
+(`new_container`, `driver`)."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import random
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
+from warden_wshd_exec.driver import WshdDriver
 from warden_wshd_exec.wshd_client import (
     ExitInfo,
     WshdConnection,
@@ -23,9 +27,14 @@ from warden_wshd_exec.wshd_client import (
     start_wshd,
 )
 
+from warden_framework.config import Settings, settings_from_dict
+from warden_framework.container import ID_ALPHABET, ID_LENGTH
+from warden_framework.container import Container as WardenContainer
+
 WSHD_DIR = Path(__file__).resolve().parents[3] / "native" / "wshd"
 PROBE_SOURCE = Path(__file__).resolve().parent / "probe" / "syscall_probe.c"
 BUSYBOX = Path("/bin/busybox")
+ROOTFS = Path(__file__).resolve().parents[3] / "build" / "rootfs"
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 
@@ -259,3 +268,59 @@ def probed_containers(wshd_binary: Path, probe_root: Path) -> Iterator[Container
 @pytest.fixture
 def container(containers: Containers) -> Container:
     return containers.start()
+
+
+# ------------------------------------------- the driver's containers (warden_framework's)
+
+@pytest.fixture(scope="module")
+def rootfs() -> Path:
+    if not (ROOTFS / "bin" / "bash").exists():
+        pytest.skip(f"no default rootfs with bash at {ROOTFS} (scripts/bootstrap.sh builds it)")
+    return ROOTFS
+
+
+@pytest.fixture(scope="module")
+def settings(wshd_binary: Path) -> Settings:
+    return settings_from_dict({"server": {"wshd_path": str(wshd_binary)}})
+
+
+@pytest.fixture(scope="module")
+def driver(settings: Settings) -> WshdDriver:
+    """One driver for the module, as one server: its reaper thread serves every test."""
+    return WshdDriver(settings)
+
+
+@pytest.fixture
+def new_container(driver, settings, rootfs,
+                  tmp_path) -> Iterator[Callable[..., WardenContainer]]:
+    """Factory of containers before setup_init: a copy of the rootfs with the user's home,
+    as setup_fs hands it over. After the test every init is killed through the driver's
+    teardown_init and no process of the container may remain."""
+    made: list[WardenContainer] = []
+
+    def make(binds: list[dict] | None = None) -> WardenContainer:
+        cid = "".join(random.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+        path = tmp_path / cid
+        path.mkdir()
+        box = WardenContainer(id=cid, handle=f"h-{cid}", path=path, uid=random.randrange(10000, 60000),
+                        binds=binds or [])
+        shutil.copytree(rootfs, box.rootfs_dir, symlinks=True)
+        home = box.rootfs_dir / "home" / "vcap"
+        home.mkdir()
+        os.chown(home, box.uid, box.uid)
+        box.jobs_dir.mkdir()
+        made.append(box)
+        return box
+
+    yield make
+    errors, left = [], []
+    for box in made:
+        try:
+            driver.teardown_init(container=box, record=box.records.get("exec"))
+        except Exception as exc:  # reported below, once every container is gone
+            errors.append(exc)
+        survivors = processes_mentioning(str(box.path))
+        left += survivors
+        for pid in survivors:
+            os.kill(pid, signal.SIGKILL)
+    assert (errors, left) == ([], []), "teardown_init failed or left processes behind"

@@ -5,17 +5,16 @@ makes them. Every container's init is killed after its test and checked gone."""
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from warden_framework.config import Settings, settings_from_dict
-from warden_framework.container import ID_ALPHABET, ID_LENGTH, Container
+from warden_framework.config import settings_from_dict
+from warden_framework.container import Container
 from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 from warden_framework.idmap import IdMap
 from warden_framework.jobs import Job
@@ -25,7 +24,6 @@ from warden_wshd_exec.wshd_client import is_alive, read_pid_file
 
 pytestmark = [pytest.mark.integration]
 
-ROOTFS = Path(__file__).resolve().parents[3] / "build" / "rootfs"
 JOB_TIMEOUT = 20.0
 ID_MAP_BASE = 2_100_000_000  # far above any uid the host or other tests use
 
@@ -57,59 +55,6 @@ def processes_under(path: Path) -> list[int]:
         if os.fsencode(path) in cmdline and alive(int(entry)):
             found.append(int(entry))
     return found
-
-
-@pytest.fixture(scope="module")
-def rootfs() -> Path:
-    if not (ROOTFS / "bin" / "bash").exists():
-        pytest.skip(f"no default rootfs with bash at {ROOTFS} (scripts/bootstrap.sh builds it)")
-    return ROOTFS
-
-
-@pytest.fixture(scope="module")
-def settings(wshd_binary: Path) -> Settings:
-    return settings_from_dict({"server": {"wshd_path": str(wshd_binary)}})
-
-
-@pytest.fixture(scope="module")
-def driver(settings: Settings) -> WshdDriver:
-    """One driver for the module, as one server: its reaper thread serves every test."""
-    return WshdDriver(settings)
-
-
-@pytest.fixture
-def new_container(driver, settings, rootfs, tmp_path) -> Iterator[Callable[..., Container]]:
-    """Factory of containers before setup_init: a copy of the rootfs with the user's home,
-    as setup_fs hands it over. After the test every init is killed through teardown_init
-    (by a fresh driver, from the pid file) and no process of the container may remain."""
-    made: list[Container] = []
-
-    def make(binds: list[dict] | None = None) -> Container:
-        cid = "".join(random.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
-        path = tmp_path / cid
-        path.mkdir()
-        box = Container(id=cid, handle=f"h-{cid}", path=path, uid=random.randrange(10000, 60000),
-                        binds=binds or [])
-        shutil.copytree(rootfs, box.rootfs_dir, symlinks=True)
-        home = box.rootfs_dir / "home" / "vcap"
-        home.mkdir()
-        os.chown(home, box.uid, box.uid)
-        box.jobs_dir.mkdir()
-        made.append(box)
-        return box
-
-    yield make
-    errors, left = [], []
-    for box in made:
-        try:
-            driver.teardown_init(container=box, record=box.records.get("exec"))
-        except Exception as exc:  # reported below, once every container is gone
-            errors.append(exc)
-        survivors = processes_under(box.path)
-        left += survivors
-        for pid in survivors:
-            os.kill(pid, signal.SIGKILL)
-    assert (errors, left) == ([], []), "teardown_init failed or left processes behind"
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Every kernel call of the wshd exec plugin, the seam its tests replace: the user namespace
-probe (fork and unshare through ctypes), the memfd a job's script is read from, the wshd
-launcher process, pidfds (signal, wait, reap), plain signals, and the /proc files that say
-which processes a container has.
+probe (fork and unshare through ctypes), the memfd a job's script is read from, the pipe a
+job's stdin comes through, the wshd launcher process, pidfds (signal, wait, reap), plain
+signals, the /proc files that say which processes a container has, and files opened inside
+a container's root (its /etc/passwd, a pseudo-terminal of its devpts) with openat2.
 
 Not here: wshd's socket protocol (wshd_client.py). wshd is this plugin's own daemon and the
 datagrams it reads are this plugin's own format, not a kernel interface; the socket is a
@@ -11,15 +12,28 @@ plain AF_UNIX one. Nor the job's output and status files, plain files the driver
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import math
 import os
 import select
 import signal
+import stat
+import struct
 import subprocess
+import termios
 from collections.abc import Sequence
 from typing import Protocol
 
 CLONE_NEWUSER = 0x10000000
+# openat2(2): one number on every architecture (it came after the syscall tables were unified).
+SYS_OPENAT2 = 437
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+# <asm-generic/ioctls.h>: unlock a new pty's slave; open the slave from the master.
+TIOCSPTLCK = 0x40045431
+TIOCGPTPEER = 0x5441
+PTMX_RDEV = os.makedev(5, 2)  # TTYAUX_MAJOR, minor 2: ptmx, of whichever devpts it sits in
 
 
 class HasFileno(Protocol):
@@ -51,6 +65,14 @@ def memfd_holding(name: str, data: bytes) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def stdin_pipe() -> tuple[int, int]:
+    """A pipe for a job's stdin: (read end, blocking, for the job; write end, non-blocking,
+    for the server's event loop), both close-on-exec."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(write_end, False)
+    return read_end, write_end
 
 
 # ------------------------------------------------------------------------ the launcher
@@ -172,3 +194,91 @@ def cmdline(pid: int) -> list[bytes] | None:
             return f.read().split(b"\0")
     except OSError:
         return None
+
+
+# ------------------------------------------------------------- inside a container's root
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def open_process_root(pid: int) -> int:
+    """An O_PATH descriptor of the root directory of `pid`: for a container's init, the
+    container's own view, its mounts (devpts on /dev/pts) included. Close it."""
+    return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    how = _OpenHow(flags, 0, resolve)
+    fd = libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd), os.fsencode(path),
+                      ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), path)
+    return int(fd)
+
+
+_KINDS = {stat.S_IFREG: "regular file", stat.S_IFCHR: "character device"}
+
+
+def open_in_root(root_fd: int, path: str, flags: int, kind: int,
+                 rdev: int | None = None) -> int:
+    """Open `path` inside the root `root_fd`, symlinks resolved as if it were / (no escape),
+    only if it is a file of `kind` (stat.S_IFREG, stat.S_IFCHR) and, given `rdev`, that device.
+    The check is made on an O_PATH descriptor before the real open (through /proc/self/fd, the
+    same inode): the server, host root, never opens a FIFO or device a container planted."""
+    pathfd = _openat2(root_fd, path, os.O_PATH | os.O_CLOEXEC,
+                      RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    try:
+        st = os.fstat(pathfd)
+        if stat.S_IFMT(st.st_mode) != kind or (rdev is not None and st.st_rdev != rdev):
+            raise OSError(errno.EINVAL, f"not the {_KINDS.get(kind, 'file')} expected", path)
+        return os.open(f"/proc/self/fd/{pathfd}", flags | os.O_CLOEXEC)
+    finally:
+        os.close(pathfd)
+
+
+def read_in_root(root_fd: int, path: str, limit: int) -> bytes | None:
+    """At most `limit` bytes of the regular file `path` inside the root; None if it is missing."""
+    try:
+        fd = open_in_root(root_fd, path, os.O_RDONLY | os.O_NOCTTY, stat.S_IFREG)
+    except FileNotFoundError:
+        return None
+    try:
+        chunks, size = [], 0
+        while size < limit and (chunk := os.read(fd, min(1 << 16, limit - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def open_pty(root_fd: int, owner: tuple[int, int], rows: int, columns: int) -> tuple[int, int]:
+    """A pseudo-terminal of the devpts mounted at dev/pts in the root, so that inside the
+    container its slave is /dev/pts/N (ttyname works there). Returns (master, non-blocking;
+    slave), both close-on-exec and neither a controlling terminal of this process; the slave
+    is owned by the host ids `owner` and has the window size rows x columns."""
+    master = open_in_root(root_fd, "dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK,
+                          stat.S_IFCHR, PTMX_RDEV)
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        set_window_size(master, rows, columns)
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            os.fchown(slave, *owner)
+        except BaseException:
+            os.close(slave)
+            raise
+    except BaseException:
+        os.close(master)
+        raise
+    return master, slave
+
+
+def set_window_size(tty_fd: int, rows: int, columns: int) -> None:
+    """TIOCSWINSZ: a change reaches the terminal's foreground process group as SIGWINCH."""
+    fcntl.ioctl(tty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))

@@ -61,6 +61,7 @@ class Tag(enum.IntEnum):
     GID = 5
     RLIMIT = 6
     OUTPUT_LIMIT = 7  # u64: wshd copies stdout+stderr into the files and kills past this
+    TTY = 8  # u8 1: stdin is a terminal, made the job's controlling terminal
     STATUS = 100
     PID = 101
     MESSAGE = 102
@@ -168,6 +169,7 @@ def spawn_fields(
     gid: int,
     rlimits: Mapping[int, tuple[int, int]],
     output_limit: int | None = None,
+    tty: bool = False,
 ) -> list[tuple[int, bytes]]:
     """The fields of a SPAWN request; raise WshdError for what wshd would refuse anyway."""
     if not argv:
@@ -185,6 +187,8 @@ def spawn_fields(
         if not 0 <= output_limit <= MAX_OUTPUT_LIMIT:
             raise WshdError(f"spawn: output limit {output_limit} out of range")
         fields.append((Tag.OUTPUT_LIMIT, _U64.pack(output_limit)))
+    if tty:
+        fields.append((Tag.TTY, b"\x01"))
     return fields
 
 
@@ -277,6 +281,7 @@ class WshdConnection:
         status_fd: int,
         *,
         output_limit: int | None = None,
+        tty: bool = False,
     ) -> int:
         """Start a job; return its pid inside the container. Its EXIT comes on this connection.
 
@@ -284,8 +289,10 @@ class WshdConnection:
         stderr_fd, also after the job's exit while a process of it holds them; once more than
         output_limit bytes (both together) came, it stops, closes the pipes and kills the job's
         process group, so the files grow at most 64 KiB past the limit. EXIT comes after what
-        the job wrote before exiting is in the files. None: the fds are the job's own."""
-        fields = spawn_fields(argv, env, cwd, uid, gid, rlimits, output_limit)
+        the job wrote before exiting is in the files. None: the fds are the job's own.
+        With tty, stdin_fd is a terminal (a pseudo-terminal's slave) that becomes the
+        controlling terminal of the job's new session."""
+        fields = spawn_fields(argv, env, cwd, uid, gid, rlimits, output_limit, tty)
         data = encode(Kind.SPAWN, fields)
         if len(data) > MAX_DATAGRAM:
             raise WshdError(f"spawn: request is {len(data)} bytes, max {MAX_DATAGRAM}")
