@@ -9,7 +9,12 @@ cd "$top"
 [ "$(id -u)" = 0 ] || { echo "bootstrap: must run as root (containers need it)" >&2; exit 1; }
 
 apt_packages=(busybox-static bash iptables iproute2 gcc make libc6-dev libseccomp-dev e2fsprogs
-              btrfs-progs quota kmod cpio qemu-system-x86 linux-image-amd64 tar python3)
+              btrfs-progs quota kmod cpio qemu-system-x86 linux-image-amd64 tar python3
+              # debian/: the build tools, and what the built packages depend on from Debian
+              # (tests/integration/test_debian_packages.py installs them over this host's /)
+              build-essential debhelper dh-python python3-all pybuild-plugin-pyproject
+              python3-setuptools protobuf-compiler
+              python3-yaml python3-pluggy python3-stevedore python3-protobuf)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

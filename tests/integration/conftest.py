@@ -3,8 +3,6 @@ own depot, socket, name prefix and network pool so that two runs never collide."
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import pytest
@@ -12,46 +10,15 @@ import pytest
 from warden_framework.client import Client
 from warden_framework.config import settings_from_dict
 from warden_framework.testing.process import ServerProcess
+from warden_framework.testing.real_server import ROOTFS, WSHD, missing
+from warden_framework.testing.real_server import server_config as real_server_config
 from warden_framework.testing.server import running_server
 
-TOP = Path(__file__).resolve().parents[2]
-ROOTFS = TOP / "build" / "rootfs"
-WSHD = TOP / "native" / "wshd" / "wshd"
-
-
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: containers are made in the real kernel"
-    if not (ROOTFS / "bin" / "bash").exists():
-        return f"no default rootfs at {ROOTFS} (run scripts/bootstrap.sh)"
-    if not os.access(WSHD, os.X_OK):
-        return f"no wshd binary at {WSHD} (run scripts/bootstrap.sh)"
-    return None
-
-
-def server_config(tmp_path: Path, **overrides) -> dict:
-    """A config dict with this run's own socket, depot, name prefix, pools."""
-    prefix = "wt" + secrets.token_hex(3)
-    subnet = secrets.randbelow(200) + 20
-    data = {
-        "server": {"unix_domain_path": str(tmp_path / "warden.sock"),
-                   "container_depot_path": str(tmp_path / "depot"),
-                   "container_rootfs_path": str(ROOTFS), "wshd_path": str(WSHD),
-                   "name_prefix": prefix, "container_grace_time": None,
-                   "job_output_limit": 100 * 1024},
-        "health_check_server": {"port": None},
-        "network": {"pool_network": f"10.{subnet}.{secrets.randbelow(250)}.0/28", "release_delay": 0},
-        "port": {"pool_start_port": 40000 + secrets.randbelow(20000), "pool_size": 1000},
-        # Host ranges of this run's own: 16 containers' worth at a random 2^20 boundary.
-        "user": {"pool_start_uid": 10000 + secrets.randbelow(50000), "pool_size": 16,
-                 "namespace_start_uid": (1000 + secrets.randbelow(3000)) * 16 * 65536},
-        "quota": {"disk_quota_enabled": False},
-        "drivers": {"rootfs": "overlayfs", "exec": "wshd", "limits": "auto",
-                    "network": None, "disk": None},
-    }
-    for section, values in overrides.items():
-        data.setdefault(section, {}).update(values)
-    return data
+# The shape every real-kernel test starts from lives in the kit (testing/real_server.py);
+# the suite's modules import these names from here.
+__all__ = ["ROOTFS", "WSHD", "_missing", "server_config", "server_settings"]
+_missing = missing
+server_config = real_server_config
 
 
 def server_settings(tmp_path: Path, **overrides):

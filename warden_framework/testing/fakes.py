@@ -1,7 +1,8 @@
 """In-memory drivers recording the order of calls, injected through `load_drivers(overrides=)`.
 
 They are never registered as entry points, so a config typo can never select one. FakeExec
-runs each job's script with the host's bash (no container), so the job protocol is real.
+runs each job's script with the host's bash (no container), so the job protocol is real, and
+a Garden process's argv on the host.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class FakeExec(_Fake, ExecDriver):
     @hookimpl
     def spawn(self, container, job, settings):
         self._record("spawn", container)
+        if job.argv is not None:
+            return self._spawn_process(container, job)
         out = open(job.stdout_path, "wb") if not job.discard_output else subprocess.DEVNULL
         err = open(job.stderr_path, "wb") if not job.discard_output else subprocess.DEVNULL
         proc = subprocess.Popen(["bash"], stdin=subprocess.PIPE, stdout=out, stderr=err,
@@ -92,6 +95,39 @@ class FakeExec(_Fake, ExecDriver):
         if job.linger:
             waiter.join(job.linger)
         return {"pid": proc.pid}
+
+    def _spawn_process(self, container, job) -> dict:
+        """A Garden process on the host: job.argv with job.env, in job.cwd (None: the server's
+        directory), as the server's user; stdin a pipe whose write end is job.stdin_fd
+        (non-blocking, the front end's to close); no TTY."""
+        if job.tty is not None:
+            raise DriverError("the fake exec driver makes no TTYs")
+        env = {"PATH": "/usr/bin:/bin"}
+        env.update(entry.split("=", 1) for entry in job.env if "=" in entry)
+        read_end, write_end = os.pipe2(os.O_CLOEXEC) if job.stdin else (None, None)
+        try:
+            with open(job.stdout_path, "wb") as out, open(job.stderr_path, "wb") as err:
+                proc = subprocess.Popen(list(job.argv), cwd=job.cwd, env=env, stdout=out,
+                                        stderr=err, start_new_session=True,
+                                        stdin=subprocess.DEVNULL if read_end is None else read_end)
+        except OSError as exc:
+            if write_end is not None:
+                os.close(write_end)
+            raise WardenError(f"exec {job.argv[0]}: {exc.strerror}") from None
+        finally:
+            if read_end is not None:
+                os.close(read_end)
+        if write_end is not None:
+            os.set_blocking(write_end, False)
+            job.stdin_fd = write_end
+        self.procs[(container.id, job.id)] = proc
+        threading.Thread(target=self._wait, args=(proc, job), daemon=True).start()
+        return {"pid": proc.pid}
+
+    @staticmethod
+    def _wait(proc: subprocess.Popen, job) -> None:
+        code = proc.wait()
+        job.finish(code if code >= 0 else 255)
 
     def _feed_and_wait(self, proc: subprocess.Popen, job) -> None:
         try:

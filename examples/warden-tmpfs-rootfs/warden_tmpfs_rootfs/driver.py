@@ -102,7 +102,7 @@ class TmpfsRootfsDriver(RootfsDriver):
             tree.copy_out(root, src_path, dst_path, _owner_ids(owner) if owner else (0, 0))
 
     @hookimpl
-    def info(self, container, full=True):
+    def info(self, container, full):
         """The tmpfs's own counters, for a full info only (the rootfs contract's rule, though
         statvfs costs no walk)."""
         if not full or "rootfs" not in container.records:

@@ -241,12 +241,12 @@ def test_hook_recover_leaves_a_container_without_a_rootfs_step_alone(
 @root_only
 def test_hook_info_reports_the_upper_branchs_usage(fake_kernel, driver, settings,
                                                    container: Container) -> None:
-    assert driver.info(container=container) is None  # no rootfs step yet
+    assert driver.info(container=container, full=True) is None  # no rootfs step yet
     container.records["rootfs"] = driver.setup_fs(container=container, settings=settings)
-    before = driver.info(container=container)["disk_stat"]
+    before = driver.info(container=container, full=True)["disk_stat"]
     # With the fake, the mount point is a plain dir: write to the upper branch directly.
     (container.path / "upper" / "blob").write_bytes(b"x" * 100_000)
-    after = driver.info(container=container)["disk_stat"]
+    after = driver.info(container=container, full=True)["disk_stat"]
     assert after["bytes_used"] >= before["bytes_used"] + 100_000
     assert after["inodes_used"] == before["inodes_used"] + 1
 
@@ -256,7 +256,7 @@ def test_hook_info_is_silent_when_a_disk_driver_reports_usage(lower: Path,
     settings = settings_from_dict({"server": {"container_rootfs_path": str(lower)},
                                    "drivers": {"disk": "btrfs"}})
     container.records["rootfs"] = {}
-    assert AufsDriver(settings).info(container=container) is None
+    assert AufsDriver(settings).info(container=container, full=True) is None
 
 
 @root_only

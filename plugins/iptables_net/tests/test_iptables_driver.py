@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -223,16 +224,28 @@ def test_hook_limit_bandwidth_sets_both_directions_and_reads_back(driver, contai
     assert driver.limit_bandwidth(container=container, rate=None, burst=None) == (none, none)
     assert driver.limit_bandwidth(container=container, rate=100000, burst=1000) == (100000, 1000)
     assert driver.limit_bandwidth(container=container, rate=None, burst=None) == (100000, 1000)
-    assert driver.info(container=container) == {"bandwidth_stat": {
-        "in_rate": 100000, "in_burst": 1000, "out_rate": 100000, "out_burst": 1000}}
+    assert driver.info(container=container)["bandwidth_stat"] == {
+        "in_rate": 100000, "in_burst": 1000, "out_rate": 100000, "out_burst": 1000}
 
 
 def test_hook_info_before_any_shaping_reports_no_limit_and_makes_no_ifb(driver, container,
                                                                         view) -> None:
     none = shaping.NO_LIMIT
-    assert driver.info(container=container) == {"bandwidth_stat": {
-        "in_rate": none, "in_burst": none, "out_rate": none, "out_burst": none}}
+    assert driver.info(container=container)["bandwidth_stat"] == {
+        "in_rate": none, "in_burst": none, "out_rate": none, "out_burst": none}
     assert chains.ifb_iface(container.id) not in view.links_with(container.id)
+
+
+def test_hook_info_counts_the_bytes_through_the_veth_as_the_container_sees_them(
+        driver, container) -> None:
+    """network_stat: what the host end sends the container receives (Garden's NetworkStat)."""
+    before = driver.info(container=container)["network_stat"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(10):
+            sock.sendto(b"x" * 1000, (container.container_ip, 9))
+    after = driver.info(container=container)["network_stat"]
+    assert after["rx_bytes"] - before["rx_bytes"] >= 10 * 1000
+    assert after["tx_bytes"] >= before["tx_bytes"]
 
 
 def test_hook_limit_bandwidth_refused_keeps_the_previous_shaping(driver, container) -> None:

@@ -11,7 +11,7 @@ from warden_framework import hookimpl
 from warden_framework.drivers import NetworkDriver
 from warden_framework.errors import DriverError, DriverUnavailable, WardenError
 
-from . import kernel, network, rules, shaping
+from . import chains, kernel, network, rules, shaping
 
 
 @contextlib.contextmanager
@@ -32,7 +32,8 @@ class IptablesDriver(NetworkDriver):
     - setup_net, teardown_net, recover: a container's veth pair and chains, made, removed,
       and rebuilt with its recorded rules after a restart (network.py, veth.py);
     - net_in, net_out: DNAT and filter rules, validated as Warden does (rules.py);
-    - limit_bandwidth, info: tbf shaping and what it is set to (shaping.py).
+    - limit_bandwidth, info: tbf shaping and what it is set to (shaping.py); info also
+      counts the bytes through the container's veth (network_stat, Garden's NetworkStat).
 
     Every kernel call is in kernel.py.
     """
@@ -108,8 +109,14 @@ class IptablesDriver(NetworkDriver):
         else:
             with _driver_errors(f"read bandwidth of {container.id}"):
                 in_rate, in_burst, out_rate, out_burst = shaping.read_bandwidth(container.id)
-        return {"bandwidth_stat": {"in_rate": in_rate, "in_burst": in_burst,
-                                   "out_rate": out_rate, "out_burst": out_burst}}
+        fields = {"bandwidth_stat": {"in_rate": in_rate, "in_burst": in_burst,
+                                     "out_rate": out_rate, "out_burst": out_burst}}
+        counters = kernel.link_byte_counters(chains.host_iface(container.id))
+        if counters is not None:
+            # The container's view: what the host end sends, the container receives.
+            host_rx, host_tx = counters
+            fields["network_stat"] = {"rx_bytes": host_tx, "tx_bytes": host_rx}
+        return fields
 
     @hookimpl
     def recover(self, container, settings):

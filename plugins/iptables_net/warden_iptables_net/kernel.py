@@ -515,6 +515,17 @@ def link_mtu(ifname: str) -> int | None:
         return None
 
 
+def link_byte_counters(ifname: str) -> tuple[int, int] | None:
+    """(rx_bytes, tx_bytes) of the host's link `ifname` from sysfs (no netlink, no rtnl
+    lock), None if there is no such link."""
+    base = os.path.join(SYS_CLASS_NET, ifname, "statistics")
+    try:
+        with open(os.path.join(base, "rx_bytes")) as rx, open(os.path.join(base, "tx_bytes")) as tx:
+            return int(rx.read()), int(tx.read())
+    except FileNotFoundError:
+        return None
+
+
 def link_exists(ifname: str) -> bool:
     """Whether the host has a link named `ifname`, from sysfs: no netlink, no rtnl lock."""
     return os.path.exists(os.path.join(SYS_CLASS_NET, ifname))

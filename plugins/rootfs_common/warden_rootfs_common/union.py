@@ -116,7 +116,7 @@ class UnionRootfsDriver(RootfsDriver):
             raise WardenError(str(exc)) from None
 
     @hookimpl
-    def info(self, container, full=True):
+    def info(self, container, full):
         """Disk usage of the upper layer, when no quota driver reports it, and only for a
         `full` info: the walk reads every file of the layer (a run true took 39.9 ms instead of
         2.3 ms with 10,000 files when every Run's answer paid it)."""
