@@ -1,12 +1,15 @@
-"""Our server side by side with runc and crun, in one run (issue 7):
+"""Our server side by side with runc and crun, in one run (issues 7 and 14):
 
     sudo .venv/bin/python -m bench.compare --rounds 50 --json out.json
 
-(1) create + run `true` + destroy with networking and limits, (2) `true` in a live container,
-(3) create + destroy, alternating the systems (the order rotates every round) after a few
-untimed warm-up rounds; (5) stream of a 1 GiB job output; (4) 250 live containers created by
-8 concurrent clients, with memory, and (6) ping latency meanwhile. Prints a table, writes JSON,
-and leaves nothing behind: containers, veths, mounts, cgroups, chains, bundles, hugetlb mount.
+(1) create + run `true` + destroy with networking and limits, answered and answered + cleanup
+finished, (2) `true` in a live container, (3) create + destroy, alternating the systems (the
+order rotates every round) after a few untimed warm-up rounds; (5) stream of a 1 GiB job
+output; (7) sustained lifecycles per second with 4 and 8 clients looping for a fixed window,
+with the cleanup backlog sampled every second; (4) 250 and 1,000 live containers created by 8
+concurrent clients (pool of 1,024), with memory, and (6) ping latency meanwhile. Prints a table
+and the targets, writes JSON, and leaves nothing behind: containers, veths, mounts, cgroups,
+chains, bundles, hugetlb mount.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from . import report, runtimes, scale, stream
+from . import report, runtimes, scale, stream, sustained
 from .sandbox import Sandboxes
 from .systems import Ours, Peer
-from .warden import ROOTFS, WSHD, bench_server
+from .warden import ROOTFS, WSHD, bench_server, pool_network
 
 MEASURES = ("lifecycle", "exec", "create_destroy")
 
@@ -36,28 +39,46 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=50, help="timed rounds per system (50)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (3)")
-    parser.add_argument("--containers", type=int, default=250, help="for (4) (250)")
+    parser.add_argument("--containers", type=int, nargs="+", default=[250, 1000],
+                        help="for (4): one run per count (250 1000)")
     parser.add_argument("--clients", type=int, default=8, help="for (4) (8)")
+    parser.add_argument("--pool", type=int, default=1024,
+                        help="containers our server's network pool holds, a power of two (1024)")
     parser.add_argument("--stream-rounds", type=int, default=3, help="for (5) (3)")
+    parser.add_argument("--sustain-seconds", type=float, default=30.0,
+                        help="for (7): the window per system and client count (30)")
+    parser.add_argument("--sustain-clients", type=int, nargs="+", default=[4, 8],
+                        help="for (7): one window per count (4 8)")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=("peers", "stream", "scale"), help="leave a part out")
+                        choices=("peers", "stream", "scale", "sustained"),
+                        help="leave a part out")
     parser.add_argument("--json", type=Path, help="write every result and sample here")
     parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
                         help="also measure the server of another checkout, bootstrapped (its "
                              ".venv, rootfs and wshd), e.g. a `git worktree` of an older commit, "
                              "as system 'baseline' in the same rounds")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        pool_network(args.pool)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if "scale" not in args.skip and max(args.containers) > args.pool:
+        parser.error(f"--containers {max(args.containers)} does not fit a pool of {args.pool}: "
+                     f"raise --pool")
+    return args
 
 
 def alternate(systems: list, rounds: int, warmup: int) -> dict[str, dict[str, list[float]]]:
     """Every measure on every system, round by round; the systems' order rotates.
 
-    After each operation the system settles, untimed: a peer's netns (and with it the veth
-    pair) dies in the kernel after the script let go of it, and that work must not slow
-    the next system's operation. How long it took is kept under "deferred".
+    After each operation the system settles: a peer's netns (and with it the veth pair) dies
+    in the kernel after the script let go of it, our server cleans up after a destroy's
+    answer, and that work must not slow the next system's operation. How long it took is kept
+    under "deferred", and for (1) also added to the answer's time: "lifecycle_cleanup".
     """
-    samples: dict[str, dict[str, list[float]]] = {m: {s.name: [] for s in systems}
-                                                  for m in (*MEASURES, "deferred")}
+    samples: dict[str, dict[str, list[float]]] = {
+        m: {s.name: [] for s in systems}
+        for m in ("lifecycle", "lifecycle_cleanup", "exec", "create_destroy", "deferred")}
     for i in range(warmup + rounds):
         order = systems[i % len(systems):] + systems[:i % len(systems)]
         for measure in MEASURES:
@@ -66,6 +87,8 @@ def alternate(systems: list, rounds: int, warmup: int) -> dict[str, dict[str, li
                 deferred = timed(system.settle)
                 if i >= warmup:
                     samples[measure][system.name].append(elapsed)
+                    if measure == "lifecycle":
+                        samples["lifecycle_cleanup"][system.name].append(elapsed + deferred)
                     if measure != "exec":
                         samples["deferred"][system.name].append(deferred)
         if i >= warmup and (i - warmup + 1) % 10 == 0:
@@ -149,26 +172,36 @@ def measure_alternating(args: argparse.Namespace, ours: Ours, peers: list,
 def run(args: argparse.Namespace) -> dict:
     if "peers" not in args.skip:
         runtimes.ensure_installed()
-    results: dict = {"host": host_facts(), "rounds": args.rounds, "warmup": args.warmup}
+    results: dict = {"host": host_facts(), "rounds": args.rounds, "warmup": args.warmup,
+                     "pool": args.pool}
     workdir = Path(tempfile.mkdtemp(prefix="warden-bench-peers-"))
     leftovers: list[str] = []
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, True)
-        server = stack.enter_context(bench_server())
-        ours = Ours(server.socket, server.settings.depot)
+        server = stack.enter_context(bench_server(pool=args.pool))
+        ours = Ours(server.socket, server.settings.depot,
+                    prefix=server.settings.server.name_prefix)
         stack.callback(ours.close)
         with ExitStack() as peer_stack:
             peers = [] if "peers" in args.skip else start_peers(peer_stack, workdir, leftovers)
             if args.baseline:
-                base = peer_stack.enter_context(bench_server(checkout=args.baseline.resolve()))
-                baseline = Ours(base.socket, base.settings.depot, name="baseline")
+                base = peer_stack.enter_context(bench_server(checkout=args.baseline.resolve(),
+                                                             pool=args.pool))
+                baseline = Ours(base.socket, base.settings.depot, name="baseline",
+                                prefix=base.settings.server.name_prefix)
                 peer_stack.callback(baseline.close)
                 peers = [baseline, *peers]
             measure_alternating(args, ours, peers, results)
+            if "sustained" not in args.skip:
+                results["sustained"] = sustained.run([ours, *peers], args.sustain_clients,
+                                                     args.sustain_seconds)
         if "scale" not in args.skip:
-            print(f"bench: {args.containers} containers, {args.clients} clients", flush=True)
-            results["scale"] = scale.run(server.socket, server.proc.pid, server.settings.depot,
-                                         args.containers, args.clients)
+            results["scale"] = []
+            for count in args.containers:
+                print(f"bench: {count} containers, {args.clients} clients, pool {args.pool}",
+                      flush=True)
+                results["scale"].append(scale.run(server.socket, server.proc.pid,
+                                                  server.settings.depot, count, args.clients))
     results["leftovers"] = leftovers
     results["targets"] = report.targets(results)
     return results

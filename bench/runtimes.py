@@ -117,6 +117,10 @@ class Runtime:
         """Kill the container's processes and remove it (state, cgroups)."""
         self._ok(self._cli("delete", "-f", container_id), "delete -f")
 
+    def state_dirs(self) -> int:
+        """Containers whose state the runtime still keeps (live, or not yet deleted)."""
+        return len(os.listdir(self.state_root)) if self.state_root.is_dir() else 0
+
     def leftovers(self) -> list[str]:
         """Containers still known to this runtime."""
         result = self._cli("list", "-q", stdout=subprocess.PIPE)

@@ -6,6 +6,8 @@ In-process and as cheap as we know how (DESIGN.md, "Performance design"): syscal
 ctypes, one netlink socket per namespace, the container end of the veth born in its netns,
 and the netns left to die with the container instead of deleting the veth. Every object's
 name carries the run's tag, and `Sandboxes.close` removes whatever is left under it.
+Sandboxes may be made and removed from several threads at once (the sustained measure's
+clients).
 
 Netlink is pyroute2's own synchronous socket (IPRSocket) with its message classes: the same
 requests our network driver sends, without depending on that plugin's internals, and without
@@ -23,7 +25,7 @@ import shutil
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyroute2 import IPRSocket
@@ -39,6 +41,7 @@ CONTROLLERS = ("cpu", "cpuacct", "memory", "devices")
 LIMITS = {"memory": ("memory.limit_in_bytes", str(512 * 1024**2)), "cpu": ("cpu.shares", "512")}
 # Peers' /30s: apart from our server's pool (10.244.0.0/22), never routed off the host.
 PEER_NETWORK = ipaddress.IPv4Network("10.245.0.0/16")
+PEER_SUBNETS = PEER_NETWORK.num_addresses // 4
 LINK_GONE_TIMEOUT = 30.0
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
@@ -129,6 +132,7 @@ class Sandbox:
     netns_fd: int
     host_iface: str
     cgroups_path: str
+    subnet: int = field(default=-1)  # index of its /30 in PEER_NETWORK
 
     @property
     def rootfs(self) -> Path:
@@ -140,26 +144,31 @@ class Sandbox:
 
 
 class Sandboxes:
-    """Makes and removes sandboxes named `<tag><n>` under `workdir`."""
+    """Makes and removes sandboxes named `<tag><n>` under `workdir`, from any thread."""
 
     def __init__(self, workdir: Path, tag: str, rootfs: Path) -> None:
         self.workdir = workdir
         self.tag = tag
         self.rootfs = rootfs
+        self._lock = threading.Lock()  # the counters, the lists and the host netlink socket
         self._count = 0
         self._removed: list[str] = []  # host ends of veths whose netns was let go
-        self._subnets = PEER_NETWORK.subnets(new_prefix=30)
+        self._subnet_cursor = 0
+        self._in_use: set[int] = set()
         self._host_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._rtnl = Rtnl()
 
     def make(self, config: dict) -> Sandbox:
         """Bundle with `config` (its netns path and cgroupsPath filled in), overlay, network,
         cgroups. On failure, what was made is removed again."""
-        self._count += 1
-        name = f"{self.tag}{self._count}"
-        network = next(self._subnets)
+        with self._lock:
+            self._count += 1
+            name = f"{self.tag}{self._count}"
+            subnet = self._next_subnet()
         sandbox = Sandbox(name=name, bundle=self.workdir / name, netns_fd=-1,
-                          host_iface=f"{name}h", cgroups_path=f"/{self.tag}/{name}")
+                          host_iface=f"{name}h", cgroups_path=f"/{self.tag}/{name}",
+                          subnet=subnet)
+        network = ipaddress.IPv4Network((int(PEER_NETWORK.network_address) + 4 * subnet, 30))
         try:
             self._mount_overlay(sandbox)
             sandbox.netns_fd = self._make_network(sandbox, network)
@@ -176,7 +185,10 @@ class Sandboxes:
         if sandbox.netns_fd >= 0:
             os.close(sandbox.netns_fd)
             sandbox.netns_fd = -1
-            self._removed.append(sandbox.host_iface)
+            with self._lock:
+                self._removed.append(sandbox.host_iface)
+        with self._lock:
+            self._in_use.discard(sandbox.subnet)
         for controller in CONTROLLERS:
             _rmdir(CGROUP_ROOT / controller / self.tag / sandbox.name)
         if os.path.ismount(sandbox.rootfs):
@@ -204,7 +216,26 @@ class Sandboxes:
         leftovers += [str(p) for p in CGROUP_ROOT.glob(f"*/{self.tag}")]
         return leftovers
 
+    def pending(self) -> dict[str, int]:
+        """Objects under the tag right now: bundles (each an overlay until removed), host
+        ends of veths (live, or waiting for their netns to die) and cgroups."""
+        return {"bundles": len(os.listdir(self.workdir)) if self.workdir.is_dir() else 0,
+                "veths": sum(name.startswith(self.tag) for name in os.listdir("/sys/class/net")),
+                "cgroups": len(groups_under(self.tag))}
+
     # -- pieces ----------------------------------------------------------------------------
+    def _next_subnet(self) -> int:
+        """The /30 after the last one handed out, skipping those of live sandboxes. A /30 comes
+        round again only after all PEER_SUBNETS others: a removed sandbox's veth, which keeps
+        its address until its netns dies, is long gone by then."""
+        if len(self._in_use) >= PEER_SUBNETS:
+            raise RuntimeError(f"sandbox: all {PEER_SUBNETS} /30s of {PEER_NETWORK} in use")
+        while True:
+            subnet = self._subnet_cursor
+            self._subnet_cursor = (subnet + 1) % PEER_SUBNETS
+            if subnet not in self._in_use:
+                self._in_use.add(subnet)
+                return subnet
     def _mount_overlay(self, sandbox: Sandbox) -> None:
         upper, work = sandbox.bundle / "upper", sandbox.bundle / "work"
         for path in (upper, work, sandbox.rootfs):
@@ -239,8 +270,9 @@ class Sandboxes:
                 os.close(outcome["fd"])
             raise outcome["error"]
         index = socket.if_nametoindex(sandbox.host_iface)
-        self._rtnl.add_address(index, host_ip, 30)
-        self._rtnl.set_up(index)
+        with self._lock:
+            self._rtnl.add_address(index, host_ip, 30)
+            self._rtnl.set_up(index)
         return int(outcome["fd"])
 
     def _make_cgroups(self, sandbox: Sandbox) -> None:
@@ -258,9 +290,11 @@ class Sandboxes:
         deadline = time.monotonic() + LINK_GONE_TIMEOUT
         while True:
             names = set(os.listdir("/sys/class/net"))
-            self._removed = [n for n in self._removed if n in names]
-            if not self._removed or time.monotonic() > deadline:
-                return self._removed
+            with self._lock:
+                self._removed = [n for n in self._removed if n in names]
+                waiting = list(self._removed)
+            if not waiting or time.monotonic() > deadline:
+                return waiting
             time.sleep(0.002)
 
 
@@ -272,6 +306,12 @@ def _write_config(sandbox: Sandbox, config: dict) -> None:
         if namespace["type"] == "network":
             namespace["path"] = sandbox.netns_path
     (sandbox.bundle / "config.json").write_text(json.dumps(config))
+
+
+def groups_under(parent: str) -> set[str]:
+    """Names of the groups below `parent` in any cgroup hierarchy (v1: one per controller)."""
+    return {group.name for hierarchy in CGROUP_ROOT.glob(f"*/{parent}")
+            for group in hierarchy.iterdir() if group.is_dir()}
 
 
 def _rmdir(path: Path) -> None:

@@ -1,13 +1,14 @@
 """The systems under comparison, each offering the same timed operations:
 `lifecycle` (create, run `true`, destroy), `create_destroy`, and `exec` (`true` in the live
-container made by `start_target`). Ours goes through the Python client; a peer is an OCI
+container made by `start_target`); `clients` for several clients at once, and `pending` for
+the objects a system still holds. Ours goes through the Python client; a peer is an OCI
 runtime with the script's set-up around it (sandbox.py)."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from warden_framework.client import Client
 from warden_framework.jobs import SPARE_DIR
 
 from .runtimes import Runtime
-from .sandbox import Sandbox, Sandboxes
+from .sandbox import Sandbox, Sandboxes, groups_under
 
 TRUE = b"true"
 # How long Ours.settle waits for the server's background cleanup of destroyed containers.
@@ -29,10 +30,14 @@ OUR_NET_CHECK = (b"/sbin/ip -4 addr | grep 'inet ' | grep -qv '127.0.0.1' && "
 
 
 class Ours:
-    def __init__(self, socket: str, depot: Path | None = None, name: str = "warden") -> None:
+    def __init__(self, socket: str, depot: Path | None = None, name: str = "warden",
+                 prefix: str | None = None) -> None:
+        """`depot` and `prefix` (the server's name_prefix) let settle and pending see the
+        server's own objects."""
         self.name = name
         self.socket = socket
         self.depot = depot
+        self.prefix = prefix
         self.client = Client(socket)
         self.client.connect()
         self.target: str | None = None
@@ -64,6 +69,28 @@ class Ours:
                 len(os.listdir(self.depot)) > live
                 or (self.target_spare is not None and not self.target_spare.is_dir())):
             time.sleep(0.0005)
+
+    def pending(self) -> dict[str, int]:
+        """Containers the server still holds objects of: depot entries (removed last, after
+        every teardown), host links `w-<id>-*` and cgroups under its prefix."""
+        assert self.depot is not None and self.prefix is not None
+        ids = set(os.listdir(self.depot))
+        linked = {name[2:].rsplit("-", 1)[0] for name in os.listdir("/sys/class/net")
+                  if name.startswith("w-")}
+        return {"depot": len(ids), "links": len(linked & ids),
+                "cgroups": len(groups_under(self.prefix))}
+
+    @contextmanager
+    def clients(self, count: int) -> Iterator[list[Callable[[], None]]]:
+        """`count` lifecycle callables, each on a connection of its own, one per thread."""
+        opened: list[Ours] = []
+        try:
+            for _ in range(count):
+                opened.append(Ours(self.socket, self.depot, self.name, self.prefix))
+            yield [ours.lifecycle for ours in opened]
+        finally:
+            for ours in opened:
+                ours.close()
 
     def start_target(self) -> None:
         self.target = self.client.create().handle
@@ -125,6 +152,17 @@ class Peer:
     def settle(self) -> None:
         """Wait until the netns of each removed sandbox is gone with its veth pair."""
         self.sandboxes.wait_links_gone()
+
+    def pending(self) -> dict[str, int]:
+        """Containers whose objects are still there: the runtime's state directories, and the
+        script's bundles, veths (held until the netns dies) and cgroups."""
+        return {"state": self.runtime.state_dirs(), **self.sandboxes.pending()}
+
+    @contextmanager
+    def clients(self, count: int) -> Iterator[list[Callable[[], None]]]:
+        """`count` lifecycle callables for as many threads: the runtime's command line and the
+        sandboxes are safe to use from several threads at once."""
+        yield [self.lifecycle] * count
 
     def start_target(self) -> None:
         self.target = self.sandboxes.make(self.config)
