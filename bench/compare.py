@@ -7,7 +7,8 @@ finished, (2) `true` in a live container, (3) create + destroy, alternating the 
 order rotates every round) after a few untimed warm-up rounds; (5) stream of a 1 GiB job
 output; (7) sustained lifecycles per second with 4 and 8 clients looping for a fixed window,
 with the cleanup backlog sampled every second; (4) 250 and 1,000 live containers created by 8
-concurrent clients (pool of 1,024), with memory, and (6) ping latency meanwhile. Prints a table
+concurrent clients (pool of 1,024), with memory, and (6) ping latency meanwhile; (8) Garden's
+release gate through our Garden front end (bench/garden.py). Prints a table
 and the targets, writes JSON, and leaves nothing behind: containers, veths, mounts, cgroups,
 chains, bundles, hugetlb mount.
 """
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from . import report, runtimes, scale, stream, sustained
+from . import garden, report, runtimes, scale, stream, sustained
 from .sandbox import Sandboxes
 from .systems import Ours, Peer
 from .warden import ROOTFS, WSHD, bench_server, pool_network
@@ -50,7 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sustain-clients", type=int, nargs="+", default=[4, 8],
                         help="for (7): one window per count (4 8)")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=("peers", "stream", "scale", "sustained"),
+                        choices=("peers", "stream", "scale", "sustained", "garden"),
                         help="leave a part out")
     parser.add_argument("--json", type=Path, help="write every result and sample here")
     parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
@@ -202,6 +203,9 @@ def run(args: argparse.Namespace) -> dict:
                       flush=True)
                 results["scale"].append(scale.run(server.socket, server.proc.pid,
                                                   server.settings.depot, count, args.clients))
+    if "garden" not in args.skip:
+        print("bench: Garden's release gate through the Garden front end", flush=True)
+        results["garden"] = garden.run()
     results["leftovers"] = leftovers
     results["targets"] = report.targets(results)
     return results
@@ -213,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = run(args)
     peers = [n for n in runtimes.NAMES if "peers" not in args.skip]
     report.print_report(results, ["baseline", *peers] if args.baseline else peers)
+    if "garden" in results:
+        print("\n".join(garden.summary(results["garden"])))
     if results["leftovers"]:
         print(f"bench: left behind: {results['leftovers']}")
     if args.json:
