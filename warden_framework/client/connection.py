@@ -24,6 +24,7 @@ from warden_framework.protocol import (
     frame_message,
     pb,
 )
+from warden_framework.protocol.output_chunk import decode_chunk
 
 __all__ = ["DEFAULT_SOCKET", "Client", "ServerError"]
 
@@ -54,7 +55,7 @@ class Client:
         self.max_frame = max_frame
         self._sock: socket.socket | None = None
         self._decoder = FrameDecoder(max_frame)
-        self._frames: deque[bytes] = deque()
+        self._frames: deque[bytes | bytearray] = deque()
 
     def __enter__(self) -> Client:
         if not self.connected:
@@ -106,7 +107,9 @@ class Client:
         """Return the next response; ServerError for an ErrorResponse, EOFError at close."""
         frame = self._next_frame()
         try:
-            response = decode_message(frame, response=True)
+            response = decode_chunk(frame)  # the bulk of a Stream: job output, parsed once
+            if response is None:
+                response = decode_message(frame, response=True)
         except ProtocolError:
             self.disconnect()
             raise
@@ -143,16 +146,18 @@ class Client:
             if not finished:
                 self.disconnect()
 
-    def _next_frame(self) -> bytes:
+    def _next_frame(self) -> bytes | bytearray:
         while not self._frames:
             if self._sock is None:
                 raise EOFError(f"not connected to {self.socket_path}")
-            data = self._sock.recv(_READ_SIZE)
-            if not data:
+            # Into the decoder's room: a large frame (a megabyte of job output) lands in
+            # its own buffer and is decoded from there, never copied between the two.
+            received = self._sock.recv_into(self._decoder.get_buffer(_READ_SIZE))
+            if not received:
                 self.disconnect()
                 raise EOFError(f"connection to {self.socket_path} closed by the server")
             try:
-                self._frames.extend(self._decoder.feed(data))
+                self._frames.extend(self._decoder.buffer_updated(received))
             except ProtocolError:
                 self.disconnect()
                 raise

@@ -28,7 +28,9 @@ def encode_frame(payload: bytes) -> bytes:
 class FrameDecoder:
     """Incremental frame parser that accepts the stream in pieces of any size.
 
-    Feed it bytes as they arrive; it returns every payload completed so far. It keeps
+    Feed it bytes as they arrive, or let it lend the room to receive them in (get_buffer,
+    then buffer_updated: a large payload then lands in its own buffer, uncopied); it
+    returns every payload completed so far. It keeps
     at most one partial frame, so it never holds more than `max_frame + MAX_PREFIX + 2`
     bytes between calls. A bad length prefix, a length above `max_frame` (rejected as
     soon as the prefix shows it, before the payload arrives) or a payload not followed
@@ -43,13 +45,17 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._length: int | None = None  # payload length once the prefix is parsed
         self._error: FrameError | None = None
+        # A large frame's payload, received in place (get_buffer) and handed out as it is.
+        self._body: bytearray | None = None
+        self._body_filled = 0
+        self._scratch = bytearray()
 
     @property
     def pending(self) -> int:
         """Bytes held back as the start of an incomplete frame."""
-        return len(self._buffer)
+        return len(self._buffer) + self._body_filled
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes | bytearray]:
         """Add `data` from the stream; return the payloads of all frames it completed.
 
         Raises FrameError when the stream is malformed; its `frames` attribute holds the
@@ -57,18 +63,60 @@ class FrameDecoder:
         """
         if self._error is not None:
             raise self._error
+        if self._body is not None and self._body_filled < len(self._body):
+            take = min(len(data), len(self._body) - self._body_filled)
+            self._body[self._body_filled : self._body_filled + take] = data[:take]
+            self._body_filled += take
+            data = data[take:]
         self._buffer += data
-        frames: list[bytes] = []
+        frames: list[bytes | bytearray] = []
         try:
             self._drain(frames)
         except FrameError as error:
             error.frames = frames
             self._error = error
             self._buffer.clear()
+            self._body, self._body_filled = None, 0
             raise
         return frames
 
-    def _drain(self, frames: list[bytes]) -> None:
+    def get_buffer(self, size: int) -> memoryview:
+        """Writable room for the next bytes of the stream, `size` or more, e.g. for
+        socket.recv_into; then pass how many bytes went in to `buffer_updated`.
+
+        Once a frame's length is known and more than `size` of its bytes are still to come,
+        the room is the rest of that frame's own buffer: its payload is received in place
+        and returned as that bytearray, where `feed` copies every byte twice. Else the room
+        is a scratch buffer whose bytes are fed as by `feed`.
+        """
+        if self._error is not None:
+            raise self._error
+        buf = self._buffer
+        if self._body is None and self._length is not None and self._length - len(buf) > size:
+            self._body = bytearray(self._length)
+            self._body[: len(buf)] = buf
+            self._body_filled = len(buf)
+            buf.clear()
+        if self._body is not None and self._body_filled < len(self._body):
+            return memoryview(self._body)[self._body_filled :]
+        if len(self._scratch) < size:
+            self._scratch = bytearray(size)
+        return memoryview(self._scratch)[:size]
+
+    def buffer_updated(self, nbytes: int) -> list[bytes | bytearray]:
+        """Take the `nbytes` written at the start of the room from `get_buffer`; return the
+        payloads of all frames completed (a large one as the bytearray it was received
+        in). Raises FrameError as `feed` does."""
+        in_body = self._body is not None and self._body_filled < len(self._body)
+        room = len(self._body) - self._body_filled if in_body else len(self._scratch)
+        if not 0 <= nbytes <= room:
+            raise ValueError(f"{nbytes} bytes do not fit the room get_buffer gave ({room})")
+        if in_body:
+            self._body_filled += nbytes
+            return self.feed(b"")
+        return self.feed(memoryview(self._scratch)[:nbytes])
+
+    def _drain(self, frames: list[bytes | bytearray]) -> None:
         buf = self._buffer
         pos = 0
         try:
@@ -78,19 +126,30 @@ class FrameDecoder:
                     if header is None:
                         return
                     pos, self._length = header
-                end = pos + self._length
-                if len(buf) < end + 2:
-                    return
-                if buf[end : end + 2] != CRLF:
-                    raise FrameError(
-                        f"frame of {self._length} bytes is not followed by CRLF "
-                        f"(got {bytes(buf[end : end + 2])!r})"
-                    )
-                frames.append(bytes(buf[pos:end]))
-                pos = end + 2
+                if self._body is not None:  # the payload is in place; its CRLF comes here
+                    if self._body_filled < len(self._body) or len(buf) < pos + 2:
+                        return
+                    self._check_crlf(pos)
+                    frames.append(self._body)
+                    self._body, self._body_filled = None, 0
+                    pos += 2
+                else:
+                    end = pos + self._length
+                    if len(buf) < end + 2:
+                        return
+                    self._check_crlf(end)
+                    frames.append(bytes(memoryview(buf)[pos:end]))
+                    pos = end + 2
                 self._length = None
         finally:
             del buf[:pos]
+
+    def _check_crlf(self, at: int) -> None:
+        found = bytes(self._buffer[at : at + 2])
+        if found != CRLF:
+            raise FrameError(
+                f"frame of {self._length} bytes is not followed by CRLF (got {found!r})"
+            )
 
     def _parse_prefix(self, pos: int) -> tuple[int, int] | None:
         """Return (payload start, length) once the prefix at `pos` is complete, else None."""

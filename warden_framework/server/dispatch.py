@@ -17,6 +17,7 @@ from .connection import Connection
 from .responses import info_response, job_response
 from .runtime import Runtime
 from .short_run import start_run
+from .stream_out import send_output
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,7 @@ class Dispatcher:
     async def on_stream(self, conn, req):
         container = self.container(conn, req)
         job = self.orch.find_job(container, req.job_id)
-        async for name, data in job.follow(self.output_limit):
-            yield pb.StreamResponse(name=name, data=data)
+        await send_output(conn.writer, job, self.output_limit)  # the chunks, by sendfile
         status = await job.wait()
         info = await self.info_of(container)
         yield pb.StreamResponse(exit_status=status, info=info)
