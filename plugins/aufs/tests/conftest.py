@@ -49,9 +49,10 @@ class RecordingKernel:
     def is_mounted(self, target: Path) -> bool:
         return os.path.realpath(target) in self.mounted
 
-    def mounts_under(self, target: Path) -> list[str]:
-        top = os.path.realpath(target)
-        found = {p for p in self.mounted if p == top or p.startswith(top.rstrip("/") + "/")}
+    def mounts_under(self, *targets: Path) -> list[str]:
+        tops = [os.path.realpath(target) for target in targets]
+        found = {p for p in self.mounted
+                 if any(p == top or p.startswith(top.rstrip("/") + "/") for top in tops)}
         return sorted(found, key=lambda p: p.count("/"), reverse=True)
 
     def mounts(self) -> list[tuple]:

@@ -39,9 +39,10 @@ class Seam:
     def is_mounted(self, target: Path) -> bool:
         return str(target) in self.mounted
 
-    def mounts_under(self, target: Path) -> list[str]:
-        top = str(target)
-        found = [p for p in self.mounted if p == top or p.startswith(top + "/")]
+    def mounts_under(self, *targets: Path) -> list[str]:
+        tops = [str(target) for target in targets]
+        found = [p for p in self.mounted
+                 if any(p == top or p.startswith(top + "/") for top in tops)]
         return sorted(found, key=lambda p: p.count("/"), reverse=True)
 
     def unmount(self, target: Path) -> None:

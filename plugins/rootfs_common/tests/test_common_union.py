@@ -60,7 +60,7 @@ class StandInKernel:
     def is_mounted(self, target: Path) -> bool:
         return self.mounted
 
-    def mounts_under(self, target: Path) -> list[str]:
+    def mounts_under(self, *targets: Path) -> list[str]:
         return []
 
     def unmount(self, target: Path) -> None:

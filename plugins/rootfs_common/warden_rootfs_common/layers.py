@@ -129,7 +129,7 @@ def remove_layers(paths: FsPaths, kernel: MountSeam) -> None:
     """
     owned = paths.to_remove()
     for _ in range(_UNMOUNT_ROUNDS):
-        points = [p for d in owned for p in kernel.mounts_under(d)]
+        points = kernel.mounts_under(*owned)  # one read of the mount table a round
         if not points:
             break
         for point in points:
