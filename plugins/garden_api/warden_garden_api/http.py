@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from warden_framework.errors import WardenError
+
 log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 64 * 1024
 MAX_JSON_BODY = 16 * 1024 * 1024
@@ -233,7 +235,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
 
 
 def _expected(exc: Exception) -> bool:
-    from warden_framework.errors import WardenError
+    """A failure the client caused or the core explains (no traceback in the log)."""
     return isinstance(exc, WardenError)
 
 
