@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import socket
 import statistics
 import tempfile
@@ -144,7 +145,10 @@ def run(per_client: int = 10, stream_rounds: int = 5) -> dict:
         for handle in handles:
             garden.call("DELETE", f"/containers/{handle}")
     finally:
-        server.stop_and_clean()
+        try:
+            server.stop_and_clean()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)  # the depot and the btrfs image
     return {"creates": times, "streams": streams}
 
 
