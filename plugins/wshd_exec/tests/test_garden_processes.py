@@ -334,6 +334,24 @@ def test_hook_spawn_with_a_tty_makes_it_the_processes_terminal_of_the_size_given
     assert job.stderr_path.read_text() == ""
 
 
+def test_hook_spawn_tty_cannot_be_redirected_by_container_root(box, start) -> None:
+    """An attack: the server opens the TTY's ptmx inside the container's root, so container
+    root tries to swap dev/pts/ptmx (or dev/pts itself) for something of its own before the
+    next TTY spawn. The kernel refuses each attempt, and the next TTY is still the
+    container's own devpts."""
+    attack = start(box, ["/bin/sh", "-c",
+                         "rm -f /dev/pts/ptmx; echo rm=$?; mv /dev/pts /dev/gone; echo mv=$?; "
+                         "umount -l /dev/pts; echo umount=$?; ln -s /tmp/x /dev/pts/ptmx; "
+                         "echo ln=$?; test -c /dev/pts/ptmx && echo still-a-device"],
+                   user="root")
+    assert finished(attack) == 0
+    said = output(attack).split()
+    assert "still-a-device" in said
+    assert all(word.split("=")[1] != "0" for word in said if "=" in word), said
+    job = start(box, ["/bin/sh", "-c", "tty"], tty=(24, 80))
+    assert finished(job) == 0 and re.fullmatch(r"/dev/pts/\d+", screen(job).strip())
+
+
 def test_hook_spawn_with_a_tty_makes_it_the_controlling_terminal_in_the_foreground(
         box, start) -> None:
     """Not through a shell: bash and busybox sh open their terminal by name at start-up,
