@@ -12,7 +12,10 @@ other modules call it as `kernel.name(...)` at call time (a `from kernel import 
 the real function). A call without a configured result returns a `StandIn`: falsy, empty, a
 context manager of itself, whose method calls are recorded in turn as "<name>.<method>"
 (so a transaction object such as `with kernel.iptables() as ipt: ipt.delete(...)` is seen
-whole). A configured result is returned as it is, to every such call.
+whole). A function passed to a recorded call is code, not a name: it is left out of the
+call's arguments and run with the call's stand-in (so `kernel.combined(change)`, which runs
+`change(ipt)`, is seen whole as "combined.<method>" calls). A configured result is returned
+as it is, to every such call.
 """
 
 from __future__ import annotations
@@ -90,8 +93,12 @@ class RecordingModule:
 
     def recorder(self, name: str) -> Callable[..., Any]:
         def record(*args: Any, **kwargs: Any) -> Any:
+            work = [a for a in args if inspect.isfunction(a)]
+            named = tuple(a for a in args if not inspect.isfunction(a))
             with self._lock:
-                self.calls.append(Call(name, args, kwargs))
+                self.calls.append(Call(name, named, kwargs))
+            for function in work:
+                function(StandIn(self, name))
             if name in self.results:
                 return self.results[name]
             return StandIn(self, name)

@@ -301,6 +301,35 @@ def test_teardown_container_leaves_nothing(host, containers, view) -> None:
     assert view.rules_with(f"-A {host.prefix}-forward -s {host.pool} -j DROP")  # untouched
 
 
+def test_teardown_with_the_address_deletes_exactly_the_anti_spoofing_rule(host, containers,
+                                                                         view) -> None:
+    box, neighbour = containers(), containers()
+    network.teardown_container(host.prefix, box.id, box.pid, box.ip)
+    assert view.rules_with(box.id) == []
+    assert view.links_with(box.id) == []
+    assert len(view.rules_with(f"! -s {neighbour.ip}/32 -i w-{neighbour.id}-0 -j DROP")) == 1
+
+
+def test_a_container_gets_nat_and_log_chains_only_with_its_first_rule_needing_them(
+        host, containers, view) -> None:
+    """Each table is rewritten whole on a change, at a cost growing with its chains, and
+    every inbound packet walks the nat jumps: a container without net_in adds nothing to nat,
+    one without a logging net_out no log chain."""
+    box = containers()
+    instance = f"{host.prefix}-i-{box.id}"
+    assert view.rules_with(f"nat -N {instance}") == []
+    assert view.rules_with(f"filter -N {instance}-log") == []
+    for port in (8080, 8081):
+        network.net_in(host.prefix, box.id, box.ip, port, port)
+    assert len(view.rules_with(f"nat -A {host.prefix}-prerouting -j {instance}")) == 1
+    assert len(view.rules_with(f"nat -A {instance} ")) == 2
+    allow_out(host.prefix, box.id, network=host.outside_ip)
+    assert view.rules_with(f"filter -N {instance}-log") == []
+    for _ in range(2):
+        allow_out(host.prefix, box.id, network=host.outside_ip, log=True)
+    assert len(view.rules_with(f"filter -A {instance}-log ")) == 2  # LOG, RETURN: once
+
+
 def test_teardown_container_after_partial_setup(host, netns, view) -> None:
     only_links, only_chains = view.unique_id(), view.unique_id()
     veth.setup_links(only_links, netns(), next(host.subnets), 1500)

@@ -73,7 +73,7 @@ class IptablesDriver(NetworkDriver):
     def teardown_net(self, container, record):
         with _driver_errors(f"tear down network of {container.id}"):
             network.teardown_container(self.prefix, container.id,
-                                       (record or {}).get("netns_pid"))
+                                       (record or {}).get("netns_pid"), container.container_ip)
 
     @hookimpl
     def net_in(self, container, host_port, container_port):

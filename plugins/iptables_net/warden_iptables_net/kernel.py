@@ -233,6 +233,81 @@ def iptables() -> Iterator[Iptables]:
         transaction.commit()
 
 
+class _Change:
+    """One caller's part of a combined transaction, and what came of it."""
+
+    def __init__(self, work: Callable[[Iptables], Any]) -> None:
+        self.work = work
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+_waiting: list[_Change] = []
+_turn = threading.Condition()  # guards _waiting and _busy
+_busy = False
+
+
+def combined(work: Callable[[Iptables], T]) -> T:
+    """Run `work` in a transaction, sharing it with the callers waiting at the same time.
+
+    A legacy table is read whole and written whole on every commit, whatever changed:
+    at 1,000 containers one transaction costs ~12 ms, and one of eight containers' chains
+    ~18 ms. So one caller at a time runs every change queued so far, in order, in one
+    transaction, while the others wait; when it is done, the first of them whose change
+    is still queued takes the next batch. If any change or the commit fails, nothing of
+    the batch was committed, and each change runs again in a transaction of its own, so
+    a change fails or lands exactly as it would have alone.
+    """
+    global _busy
+    change = _Change(work)
+    with _turn:
+        _waiting.append(change)
+        while not change.done:
+            if _busy:
+                _turn.wait()
+                continue
+            _busy = True
+            batch = _waiting[:]
+            _waiting.clear()
+            _turn.release()
+            try:
+                with _iptables_lock, _xtables_lock():
+                    _run_batch(batch)
+            except BaseException as error:  # the lock file: no change ran
+                for queued in batch:
+                    queued.error, queued.done = error, True
+            finally:
+                _turn.acquire()
+                _busy = False
+                _turn.notify_all()
+    if change.error is not None:
+        raise change.error
+    return change.result
+
+
+def _run_batch(batch: list[_Change]) -> None:
+    if len(batch) > 1:
+        try:
+            transaction = Iptables()
+            results = [change.work(transaction) for change in batch]
+            transaction.commit()
+        except Exception:
+            pass  # uncommitted: each runs alone below
+        else:
+            for change, result in zip(batch, results):
+                change.result, change.done = result, True
+            return
+    for change in batch:
+        try:
+            transaction = Iptables()
+            change.result = change.work(transaction)
+            transaction.commit()
+        except BaseException as error:  # handed to its caller, whatever it is
+            change.error = error
+        change.done = True
+
+
 @contextmanager
 def _xtables_lock() -> Iterator[None]:
     # The iptables-legacy CLI (`-w`) takes this flock around its read-modify-write of a
