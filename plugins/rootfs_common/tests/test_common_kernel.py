@@ -63,6 +63,29 @@ def test_unmount_is_idempotent_with_a_space_in_the_path(tmpfs, tmp_path: Path) -
 
 @pytest.mark.integration
 @root_only
+def test_is_mounted_sees_a_bind_mount_of_the_same_filesystem_and_agrees_with_the_table(
+        tmpfs, tmp_path: Path) -> None:
+    """A bind mount inside one filesystem keeps st_dev: only the mount itself can tell."""
+    top = tmpfs(tmp_path / "top")
+    (top / "source").mkdir()
+    (top / "target").mkdir()
+    (tmp_path / "link").symlink_to(top / "target")
+    assert not kernel.is_mounted(top / "target")
+    assert kernel.libc().mount(os.fsencode(top / "source"), os.fsencode(top / "target"),
+                               None, 0x1000, None) == 0  # MS_BIND
+    try:
+        for path in (top, top / "target", tmp_path / "link"):
+            assert kernel.is_mounted(path)
+            assert (os.path.realpath(path) in kernel.mount_points()) is True
+        assert not kernel.is_mounted(top / "source")
+        assert not kernel.is_mounted(tmp_path / "missing" / "dir")
+    finally:
+        kernel.unmount(top / "target")
+    assert not kernel.is_mounted(top / "target")
+
+
+@pytest.mark.integration
+@root_only
 def test_unmount_of_a_busy_mount_detaches_it(tmpfs, tmp_path: Path) -> None:
     target = tmpfs(tmp_path / "t")
     (target / "f").write_text("still readable")

@@ -119,9 +119,37 @@ def mount_points(mountinfo: str = MOUNTINFO) -> list[str]:
         return [_unescape(line.split(" ", 5)[4]) for line in f]
 
 
+class _Statx(ctypes.Structure):
+    """struct statx up to stx_attributes_mask; the kernel writes 256 bytes (_STATX_SIZE)."""
+
+    _fields_ = [("mask", ctypes.c_uint32), ("blksize", ctypes.c_uint32),
+                ("attributes", ctypes.c_uint64), ("nlink", ctypes.c_uint32),
+                ("uid", ctypes.c_uint32), ("gid", ctypes.c_uint32), ("mode", ctypes.c_uint16),
+                ("spare0", ctypes.c_uint16), ("ino", ctypes.c_uint64), ("size", ctypes.c_uint64),
+                ("blocks", ctypes.c_uint64), ("attributes_mask", ctypes.c_uint64)]
+
+
+_STATX_SIZE = 256
+STATX_ATTR_MOUNT_ROOT = 0x2000  # since Linux 5.8
+
+
 def is_mounted(target: Path) -> bool:
-    """Whether something is mounted exactly at `target` (symlinks in `target` resolved)."""
-    return os.path.realpath(target) in mount_points()
+    """Whether something is mounted exactly at `target` (symlinks in `target` resolved).
+
+    statx(2) says whether a path is the root of a mount, whatever the other mounts: reading
+    the mount table instead took 5.7 ms of every create at 900 live containers. A kernel
+    older than 5.8 does not say, and the mount table answers.
+    """
+    buffer = ctypes.create_string_buffer(_STATX_SIZE)
+    if libc().statx(AT_FDCWD, os.fsencode(target), 0, 0, buffer) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        raise OSError(err, os.strerror(err), str(target))
+    found = _Statx.from_buffer(buffer)
+    if not found.attributes_mask & STATX_ATTR_MOUNT_ROOT:
+        return os.path.realpath(target) in mount_points()
+    return bool(found.attributes & STATX_ATTR_MOUNT_ROOT)
 
 
 def mounts_under(*targets: Path) -> list[str]:
