@@ -3,7 +3,8 @@
  * command line; ignore SIGPIPE; join the --cgroup-tasks groups (the init is then born in them);
  * raise the hard rlimits (before the clone: a user namespace cannot raise them) and build the
  * seccomp filter (sandbox.c); bind the socket while the mounts are still the host's (so its
- * path is a host path); build the root in a private mount namespace (rootfs.c); clone the
+ * path is a host path) and open the run dir; build the root in a private copy of the server's
+ * mount seed, or of the host's mount namespace without one (rootfs.c); clone the
  * container init; the launcher then relays the barrier and exits (ns.c). The init enters its
  * root, opens its signalfd and epoll set, puts itself under the seccomp filter (which its jobs
  * inherit), and only then reports ready, so that every failure before serving ends start-up
@@ -137,6 +138,20 @@ static int main_parse_id_map(struct wshd_config *c, const char *arg, struct wshd
     return 0;
 }
 
+/* The descriptor of a mount namespace made by --make-mount-seed, inherited from the server. */
+static int main_parse_seed_fd(struct wshd_config *c, const char *arg, struct wshd_error *err)
+{
+    char *end = NULL;
+    long fd;
+
+    errno = 0;
+    fd = strtol(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || fd < 3 || fd > INT_MAX)
+        return wshd_error_set(err, 0, "--mount-seed-fd %s: not a descriptor number above 2", arg);
+    c->mount_seed_fd = (int)fd;
+    return 0;
+}
+
 static int main_parse_option(struct wshd_config *c, int opt, char *arg, struct wshd_error *err)
 {
     switch (opt) {
@@ -161,6 +176,8 @@ static int main_parse_option(struct wshd_config *c, int opt, char *arg, struct w
         return 0;
     case 'u':
         return main_parse_id_map(c, arg, err);
+    case 's':
+        return main_parse_seed_fd(c, arg, err);
     default:
         return wshd_error_set(err, 0, "unknown option");
     }
@@ -175,6 +192,7 @@ static int main_parse_args(struct wshd_config *c, int argc, char **argv, struct 
         {"bind", required_argument, NULL, 'b'},
         {"cgroup-tasks", required_argument, NULL, 'c'},
         {"id-map", required_argument, NULL, 'u'},
+        {"mount-seed-fd", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -566,6 +584,9 @@ static void __attribute__((noreturn)) main_child(struct wshd *w, struct ns_barri
 {
     struct wshd_error err = {0};
 
+    /* A host directory: the container must not hold it, whatever it finds later. */
+    if (close(take_fd(&w->config.run_fd)) < 0)
+        _exit(1);
     /* Released or abandoned: if the parent is gone there is nobody to report to. */
     if (ns_child_wait(barrier, &err) < 0)
         _exit(1);
@@ -584,37 +605,74 @@ static void __attribute__((noreturn)) main_child(struct wshd *w, struct ns_barri
     _exit(main_serve(w));
 }
 
+/*
+ * `wshd --make-mount-seed DIR`: make the mount namespace containers are built in (rootfs.c),
+ * say "ready", and hold it until stdin closes; the server keeps a descriptor of it meanwhile.
+ */
+static int main_make_mount_seed(const char *dir)
+{
+    struct wshd_error err = {0};
+    char buf[1];
+
+    if (rootfs_make_seed(dir, &err) < 0)
+        main_die(&err, 1);
+    if (dprintf(STDOUT_FILENO, "ready\n") < 0)
+        return 1;
+    while (read(STDIN_FILENO, buf, sizeof buf) > 0)
+        continue;
+    return 0;
+}
+
+/* Whatever the starter leaked to us would otherwise live as long as the container. */
+static int main_close_inherited(const struct wshd_config *c, struct wshd_error *err)
+{
+    int keep = c->mount_seed_fd;
+
+    if (keep < 0 ? close_range(3, ~0U, 0) < 0
+                 : (keep > 3 && close_range(3, (unsigned)keep - 1, 0) < 0) ||
+                       close_range((unsigned)keep + 1, ~0U, 0) < 0 ||
+                       fcntl(keep, F_SETFD, FD_CLOEXEC) < 0)
+        return wshd_error_set(err, errno, "close inherited descriptors");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    struct wshd w = {.listen_fd = -1, .epoll_fd = -1, .signal_fd = -1};
+    struct wshd w = {.listen_fd = -1, .epoll_fd = -1, .signal_fd = -1,
+                     .config = {.mount_seed_fd = -1, .run_fd = -1}};
     struct wshd_error err = {0};
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     struct ns_barrier barrier;
     pid_t child;
 
+    if (argc == 3 && strcmp(argv[1], "--make-mount-seed") == 0)
+        return main_make_mount_seed(argv[2]);
     if (main_parse_args(&w.config, argc, argv, &err) < 0)
         main_die(&err, 2);
-    /* Whatever the starter leaked to us would otherwise live as long as the container. */
-    if (close_range(3, ~0U, 0) < 0) {
-        wshd_error_set(&err, errno, "close inherited descriptors");
+    if (main_close_inherited(&w.config, &err) < 0)
         main_die(&err, 1);
-    }
     if (main_ignore_sigpipe(&err) < 0 || main_join_cgroups(&w.config, &err) < 0 ||
         sandbox_raise_hard_limits(&err) < 0)
         main_die(&err, 1);
     w.listen_fd = main_listen(w.config.run_dir, &addr, &err);
     if (w.listen_fd < 0)
         main_die(&err, 1);
-    if (rootfs_build(&w.config, &err) < 0 || ns_barrier_open(&barrier, &err) < 0)
+    w.config.run_fd = open(w.config.run_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (w.config.run_fd < 0) {
+        wshd_error_set(&err, errno, "open %s", w.config.run_dir);
         child = -1;
-    else
+    } else if (rootfs_build(&w.config, &err) < 0 || ns_barrier_open(&barrier, &err) < 0) {
+        child = -1;
+    } else {
         child = ns_clone(&w.config, &err);
+    }
     if (child < 0) {
         /* Best effort on the way out: the error worth reporting is the one above. */
-        (void)unlink(addr.sun_path);
+        if (w.config.run_fd < 0 || unlinkat(w.config.run_fd, WSHD_SOCKET_NAME, 0) < 0)
+            (void)unlink(addr.sun_path);
         main_die(&err, 1);
     }
     if (child == 0)
         main_child(&w, &barrier);
-    return ns_parent_run(&barrier, child, &w.config, addr.sun_path);
+    return ns_parent_run(&barrier, child, &w.config);
 }

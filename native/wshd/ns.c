@@ -153,25 +153,21 @@ static int ns_read_report(int fd, char *buf, size_t cap, struct wshd_error *err)
 }
 
 /* RUNDIR/wshd.pid, written whole (tmp + rename) so a reader never sees half a pid. */
-static int ns_write_pidfile(const char *run_dir, pid_t pid, struct wshd_error *err)
+static int ns_write_pidfile(const struct wshd_config *c, pid_t pid, struct wshd_error *err)
 {
     char text[24];
     int len = snprintf(text, sizeof text, "%d\n", pid);
-    cleanup_close int run_fd = open(run_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    cleanup_close int fd = -1;
+    cleanup_close int fd = openat(c->run_fd, WSHD_PID_NAME ".tmp",
+                                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 
-    if (run_fd < 0)
-        return wshd_error_set(err, errno, "open %s", run_dir);
-    fd = openat(run_fd, WSHD_PID_NAME ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                0644);
     if (fd < 0)
-        return wshd_error_set(err, errno, "create %s/%s.tmp", run_dir, WSHD_PID_NAME);
+        return wshd_error_set(err, errno, "create %s/%s.tmp", c->run_dir, WSHD_PID_NAME);
     if (ns_write_all(fd, text, (size_t)len) < 0)
-        return wshd_error_set(err, errno, "write %s/%s.tmp", run_dir, WSHD_PID_NAME);
+        return wshd_error_set(err, errno, "write %s/%s.tmp", c->run_dir, WSHD_PID_NAME);
     if (close(take_fd(&fd)) < 0)
-        return wshd_error_set(err, errno, "close %s/%s.tmp", run_dir, WSHD_PID_NAME);
-    if (renameat(run_fd, WSHD_PID_NAME ".tmp", run_fd, WSHD_PID_NAME) < 0)
-        return wshd_error_set(err, errno, "rename %s/%s.tmp", run_dir, WSHD_PID_NAME);
+        return wshd_error_set(err, errno, "close %s/%s.tmp", c->run_dir, WSHD_PID_NAME);
+    if (renameat(c->run_fd, WSHD_PID_NAME ".tmp", c->run_fd, WSHD_PID_NAME) < 0)
+        return wshd_error_set(err, errno, "rename %s/%s.tmp", c->run_dir, WSHD_PID_NAME);
     return 0;
 }
 
@@ -195,19 +191,17 @@ static int ns_parent_steps(struct ns_barrier *b, pid_t child, const struct wshd_
     if (close(b->release[1]) < 0)
         return wshd_error_set(err, errno, "close release pipe");
     if (ns_read_report(b->ready[0], report, sizeof report, err) < 0 ||
-        ns_write_pidfile(c->run_dir, child, err) < 0)
+        ns_write_pidfile(c, child, err) < 0)
         return -1;
     if (dprintf(STDOUT_FILENO, NS_READY "\n") < 0)
         return wshd_error_set(err, errno, "write ready to stdout");
     return 0;
 }
 
-int ns_parent_run(struct ns_barrier *b, pid_t child, const struct wshd_config *c,
-                  const char *socket_path)
+int ns_parent_run(struct ns_barrier *b, pid_t child, const struct wshd_config *c)
 {
     struct wshd_error err = {0};
     char text[NS_REPORT_MAX];
-    char pid_path[PATH_MAX];
 
     if (ns_parent_steps(b, child, c, &err) == 0)
         return 0;
@@ -216,11 +210,12 @@ int ns_parent_run(struct ns_barrier *b, pid_t child, const struct wshd_config *c
         dprintf(STDERR_FILENO, "wshd: kill container init %d: %s\n", child, strerror(errno));
     while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
         continue;
-    if (unlink(socket_path) < 0 && errno != ENOENT)
-        dprintf(STDERR_FILENO, "wshd: remove %s: %s\n", socket_path, strerror(errno));
-    snprintf(pid_path, sizeof pid_path, "%s/%s", c->run_dir, WSHD_PID_NAME);
-    if (unlink(pid_path) < 0 && errno != ENOENT)
-        dprintf(STDERR_FILENO, "wshd: remove %s: %s\n", pid_path, strerror(errno));
+    for (size_t i = 0; i < 2; i++) {
+        const char *name = i == 0 ? WSHD_SOCKET_NAME : WSHD_PID_NAME;
+
+        if (unlinkat(c->run_fd, name, 0) < 0 && errno != ENOENT)
+            dprintf(STDERR_FILENO, "wshd: remove %s/%s: %s\n", c->run_dir, name, strerror(errno));
+    }
     return 1;
 }
 

@@ -1,8 +1,14 @@
 /*
  * rootfs.c: the container's / in two halves. rootfs_build runs in the launcher, as host root,
- * before the clone: in a mount namespace of its own with every mount private (so the host never
- * sees them) it binds ROOT onto itself if it is not a mount point, mounts /dev (tmpfs, nodes
- * made by host root, devpts, shm) and the --bind mounts (nosuid, nodev, ro where asked), every
+ * before the clone. It takes what it needs from the host first, as detached copies of mount
+ * trees (open_tree): the root's tree and each --bind source, each made private so nothing
+ * mounted on it later propagates back to the host. Then it leaves the host's mount namespace
+ * for a copy of a small one: the server's mount seed (--mount-seed-fd: a tmpfs with /proc and an
+ * empty /root, made once by `wshd --make-mount-seed`), else the host's own. Copying the
+ * host's namespace costs a little per mount in it, three times a start (this copy, the clone's
+ * and the init's detach of the old root), and the host holds a mount or two per container.
+ * It attaches the root's copy (at /root, or on top of ROOT), mounts /dev (tmpfs, nodes made by
+ * host root, devpts, shm) and attaches the bind copies (nosuid, nodev, ro where asked), every
  * target resolved inside the root (resolve.c), and leaves its cwd at the root. The clone copies
  * that tree and, when the init gets a user namespace, the kernel locks every copied mount: a
  * read-only bind stays read-only and nothing can be unmounted to show what is below.
@@ -57,19 +63,20 @@ static const char *const rootfs_proc_readonly[] = {"proc/bus", "proc/fs", "proc/
 
 #define ROOTFS_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* pivot_root needs the new root to be a mount point; a plain directory is bound onto itself. */
-static int rootfs_bind_root(const char *root, struct wshd_error *err)
+/* A detached, private copy of the mount at `fd` (`path` relative to it; "" for fd itself). */
+static int rootfs_copy_tree(int fd, const char *path, unsigned int recursive, const char *what,
+                            struct wshd_error *err)
 {
-    struct statx stx;
+    struct mount_attr private = {.propagation = MS_PRIVATE};
+    unsigned int empty = path[0] == '\0' ? AT_EMPTY_PATH : 0;
+    cleanup_close int tree =
+        open_tree(fd, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | recursive | empty);
 
-    if (statx(AT_FDCWD, root, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) < 0)
-        return wshd_error_set(err, errno, "stat %s", root);
-    if ((stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 &&
-        (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0)
-        return 0;
-    if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
-        return wshd_error_set(err, errno, "bind %s onto itself", root);
-    return 0;
+    if (tree < 0)
+        return wshd_error_set(err, errno, "copy the mount of %s", what);
+    if (mount_setattr(tree, "", AT_EMPTY_PATH | recursive, &private, sizeof private) < 0)
+        return wshd_error_set(err, errno, "make the copy of %s private", what);
+    return take_fd(&tree);
 }
 
 static int rootfs_mount_at(int root_fd, const char *path, const char *source, const char *type,
@@ -157,23 +164,30 @@ static int rootfs_bind_flags(int target, const struct wshd_bind *b, unsigned lon
     return 0;
 }
 
-static int rootfs_bind(int root_fd, const struct wshd_bind *b, struct wshd_error *err)
+/* The host half of a --bind: its source, opened without following links, copied. */
+static int rootfs_bind_source(const struct wshd_bind *b, bool *is_dir, struct wshd_error *err)
 {
-    char from[RESOLVE_FD_PATH_MAX];
-    char onto[RESOLVE_FD_PATH_MAX];
     cleanup_close int src = resolve_open_source(b->src, err);
-    cleanup_close int dst = -1;
-    unsigned long flags = 0;
     struct stat st;
 
     if (src < 0)
         return -1;
     if (fstat(src, &st) < 0)
         return wshd_error_set(err, errno, "stat bind source %s", b->src);
-    dst = resolve_target(root_fd, b->dst, S_ISDIR(st.st_mode), err);
+    *is_dir = S_ISDIR(st.st_mode);
+    return rootfs_copy_tree(src, "", 0, b->src, err);
+}
+
+static int rootfs_bind(int root_fd, const struct wshd_bind *b, int source, bool is_dir,
+                       struct wshd_error *err)
+{
+    char onto[RESOLVE_FD_PATH_MAX];
+    cleanup_close int dst = resolve_target(root_fd, b->dst, is_dir, err);
+    unsigned long flags = 0;
+
     if (dst < 0)
         return wshd_error_wrap(err, "bind onto %s", b->dst);
-    if (mount(resolve_fd_path(from, src), resolve_fd_path(onto, dst), NULL, MS_BIND, NULL) < 0)
+    if (move_mount(source, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
         return wshd_error_set(err, errno, "bind %s onto %s", b->src, b->dst);
     /* The remount must name the new mount's root, not the directory it covers. */
     (void)close(take_fd(&dst));
@@ -186,31 +200,123 @@ static int rootfs_bind(int root_fd, const struct wshd_bind *b, struct wshd_error
     return 0;
 }
 
-int rootfs_build(const struct wshd_config *c, struct wshd_error *err)
-{
-    cleanup_close int root_fd = -1;
-    cleanup_close int proc = -1;
+/* Copies of the host mounts a container is built from, taken before leaving the host's namespace. */
+struct rootfs_sources {
+    int root;
+    int binds[WSHD_MAX_BINDS];
+    bool bind_is_dir[WSHD_MAX_BINDS];
+    size_t nbinds;
+};
 
+static void rootfs_sources_close(struct rootfs_sources *s)
+{
+    if (s->root >= 0)
+        (void)close(s->root);
+    for (size_t i = 0; i < s->nbinds; i++)
+        (void)close(s->binds[i]);
+}
+
+static int rootfs_take_sources(const struct wshd_config *c, struct rootfs_sources *s,
+                               struct wshd_error *err)
+{
+    s->root = rootfs_copy_tree(AT_FDCWD, c->root_dir, AT_RECURSIVE, c->root_dir, err);
+    if (s->root < 0)
+        return -1;
+    for (; s->nbinds < c->nbinds; s->nbinds++) {
+        int fd = rootfs_bind_source(&c->binds[s->nbinds], &s->bind_is_dir[s->nbinds], err);
+
+        if (fd < 0)
+            return -1;
+        s->binds[s->nbinds] = fd;
+    }
+    return 0;
+}
+
+/* A private copy of the seed's namespace (or of the current one), the root's copy attached. */
+static int rootfs_enter_namespace(const struct wshd_config *c, int root_tree, const char **at,
+                                  struct wshd_error *err)
+{
+    if (c->mount_seed_fd >= 0) {
+        if (setns(c->mount_seed_fd, CLONE_NEWNS) < 0)
+            return wshd_error_set(err, errno, "enter the mount seed");
+        /* The init is cloned from this process: it must not inherit a way back. */
+        if (close(c->mount_seed_fd) < 0)
+            return wshd_error_set(err, errno, "close the mount seed");
+        *at = ROOTFS_SEED_ROOT;
+    } else {
+        *at = c->root_dir;
+    }
     if (unshare(CLONE_NEWNS) < 0)
         return wshd_error_set(err, errno, "unshare the mount namespace");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return wshd_error_set(err, errno, "make every mount private");
-    if (rootfs_bind_root(c->root_dir, err) < 0)
-        return -1;
-    root_fd = open(c->root_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (root_fd < 0)
-        return wshd_error_set(err, errno, "open %s", c->root_dir);
+    if (move_mount(root_tree, "", AT_FDCWD, *at, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return wshd_error_set(err, errno, "mount the copy of %s", c->root_dir);
+    return 0;
+}
+
+/* The cwd becomes /: the old root ends up stacked on the new one; detaching "." removes it. */
+static int rootfs_pivot_to_cwd(const char *what, struct wshd_error *err)
+{
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return wshd_error_set(err, errno, "pivot_root into %s", what);
+    if (umount2(".", MNT_DETACH) < 0)
+        return wshd_error_set(err, errno, "detach the old root from %s", what);
+    if (chdir("/") < 0)
+        return wshd_error_set(err, errno, "chdir /");
+    return 0;
+}
+
+int rootfs_build(const struct wshd_config *c, struct wshd_error *err)
+{
+    struct rootfs_sources sources = {.root = -1};
+    cleanup_close int root_fd = -1;
+    cleanup_close int proc = -1;
+    const char *at = NULL;
+    int rc = -1;
+
+    if (rootfs_take_sources(c, &sources, err) < 0 ||
+        rootfs_enter_namespace(c, sources.root, &at, err) < 0)
+        goto out;
+    root_fd = open(at, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (root_fd < 0) {
+        wshd_error_set(err, errno, "open the root at %s", at);
+        goto out;
+    }
     /* The init mounts proc on "proc" relative to the root: it must not be a symlink. */
     proc = resolve_plain_dir(root_fd, "proc", 0555, err);
     if (proc < 0 || rootfs_mount_dev(root_fd, c->id_map ? c->id_base : 0, err) < 0)
-        return -1;
+        goto out;
     for (size_t i = 0; i < c->nbinds; i++)
-        if (rootfs_bind(root_fd, &c->binds[i], err) < 0)
-            return -1;
+        if (rootfs_bind(root_fd, &c->binds[i], sources.binds[i], sources.bind_is_dir[i], err) < 0)
+            goto out;
     /* The clone gives the init this cwd, translated into its copy of the mounts. */
-    if (fchdir(root_fd) < 0)
-        return wshd_error_set(err, errno, "chdir %s", c->root_dir);
-    return 0;
+    if (fchdir(root_fd) < 0) {
+        wshd_error_set(err, errno, "chdir %s", c->root_dir);
+        goto out;
+    }
+    rc = 0;
+out:
+    rootfs_sources_close(&sources);
+    return rc;
+}
+
+int rootfs_make_seed(const char *dir, struct wshd_error *err)
+{
+    if (unshare(CLONE_NEWNS) < 0)
+        return wshd_error_set(err, errno, "unshare the mount namespace");
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return wshd_error_set(err, errno, "make every mount private");
+    if (mount("seed", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k") < 0)
+        return wshd_error_set(err, errno, "mount tmpfs on %s", dir);
+    if (chdir(dir) < 0)
+        return wshd_error_set(err, errno, "chdir %s", dir);
+    if (mkdir("proc", 0555) < 0 || mkdir(ROOTFS_SEED_ROOT + 1, 0755) < 0)
+        return wshd_error_set(err, errno, "mkdir in the seed");
+    /* Paths of the form /proc/self/fd/N name descriptors in every step of rootfs_build. */
+    if (mount("/proc", "proc", NULL, MS_BIND, NULL) < 0)
+        return wshd_error_set(err, errno, "bind /proc into the seed");
+    return rootfs_pivot_to_cwd("the seed", err);
 }
 
 static int rootfs_mask_proc(struct wshd_error *err)
@@ -266,12 +372,5 @@ int rootfs_enter(const char *hostname, struct wshd_error *err)
         return -1;
     if (sethostname(hostname, strlen(hostname)) < 0)
         return wshd_error_set(err, errno, "set hostname %s", hostname);
-    /* The old root ends up stacked on the new one; detaching "." removes it. */
-    if (syscall(SYS_pivot_root, ".", ".") < 0)
-        return wshd_error_set(err, errno, "pivot_root into the root");
-    if (umount2(".", MNT_DETACH) < 0)
-        return wshd_error_set(err, errno, "detach the old root");
-    if (chdir("/") < 0)
-        return wshd_error_set(err, errno, "chdir /");
-    return 0;
+    return rootfs_pivot_to_cwd("the root", err);
 }

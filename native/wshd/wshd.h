@@ -40,6 +40,8 @@ struct wshd_config {
     bool id_map;       /* --id-map given: the init gets a user namespace */
     uint32_t id_base;  /* host id of container id 0; never 0 */
     uint32_t id_count; /* container ids 0..id_count-1 are mapped */
+    int mount_seed_fd; /* --mount-seed-fd: the namespace to build the root in, or -1 */
+    int run_fd;        /* run_dir, opened before the launcher leaves the host's mounts */
 };
 
 /* Pipes between the start-up halves: release (launcher -> init), ready (init -> launcher). */
@@ -63,8 +65,7 @@ struct wshd {
 /* ns.c */
 int ns_barrier_open(struct ns_barrier *b, struct wshd_error *err);
 pid_t ns_clone(const struct wshd_config *c, struct wshd_error *err);
-int ns_parent_run(struct ns_barrier *b, pid_t child, const struct wshd_config *c,
-                  const char *socket_path);
+int ns_parent_run(struct ns_barrier *b, pid_t child, const struct wshd_config *c);
 int ns_child_wait(struct ns_barrier *b, struct wshd_error *err);
 int ns_child_setup(const struct wshd_config *c, struct wshd_error *err);
 int ns_child_report(struct ns_barrier *b, const struct wshd_error *err);

@@ -24,6 +24,7 @@ from warden_wshd_exec.wshd_client import (
     WshdConnection,
     WshdLaunch,
     kill_wshd,
+    make_mount_seed,
     start_wshd,
 )
 
@@ -187,13 +188,15 @@ class Container:
 class Containers:
     """Starts containers for one test and, at teardown, kills them and checks nothing is left."""
 
-    def __init__(self, binary: Path, template: Path) -> None:
+    def __init__(self, binary: Path, template: Path, seeded: bool = True) -> None:
         self.binary = binary
         self.template = template
         self.work = Path(tempfile.mkdtemp(prefix=f"wshd-{os.getpid()}-"))
         self.pids: list[int] = []
         self.launches: list[WshdLaunch] = []
         self._count = 0
+        # As the driver does: roots are built in a mount seed (None: in a copy of ours).
+        self.seed = make_mount_seed(binary, self.work) if seeded else None
 
     def new_dirs(self) -> tuple[Path, Path, Path]:
         self._count += 1
@@ -215,7 +218,8 @@ class Containers:
         run_dir, root_dir, work_dir = self.new_dirs()
         if prepare is not None:
             prepare(root_dir)
-        launch = start_wshd(self.binary, run_dir, root_dir, hostname, list(binds), id_map=id_map)
+        launch = start_wshd(self.binary, run_dir, root_dir, hostname, list(binds), id_map=id_map,
+                            mount_seed=self.seed)
         self.launches.append(launch)
         self.pids.append(launch.pid)
         return launch, run_dir, root_dir, work_dir
@@ -241,6 +245,8 @@ class Containers:
             mounts = Path("/proc/mounts").read_text()
             assert str(self.work) not in mounts, "a mount of the test leaked to the host"
         finally:
+            if self.seed is not None:
+                os.close(self.seed)
             shutil.rmtree(self.work, ignore_errors=True)
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import struct
 import threading
+import weakref
 from pathlib import Path
 
 from warden_framework import hookimpl
@@ -31,6 +32,7 @@ from .wshd_client import (
     WshdError,
     is_alive,
     kill_wshd,
+    make_mount_seed,
     parse_status_file,
     read_pid_file,
     start_wshd,
@@ -64,6 +66,7 @@ class WshdDriver(ExecDriver):
         self._lock = threading.Lock()
         self._reaper: Reaper | None = None
         self._ttys: dict[tuple[str, int], TtyRelay] = {}  # (container id, job id): live relays
+        self._mount_seed: int | None = None
 
     @classmethod
     def check_host(cls, settings) -> None:
@@ -77,6 +80,20 @@ class WshdDriver(ExecDriver):
                 raise DriverUnavailable(
                     f"wshd: the kernel refuses a new user namespace ({refused}); set "
                     f"user.namespaces: false, or allow them (sysctl user.max_user_namespaces)")
+
+    def mount_seed(self, settings) -> int:
+        """The mount namespace every container's root is built in, made at the first create
+        (over the depot directory, in a copy of this namespace; the host never sees it) and
+        closed with the driver. WshdError or OSError if wshd cannot make it."""
+        with self._lock:
+            if self._mount_seed is None:
+                try:
+                    fd = make_mount_seed(self.binary, Path(settings.server.container_depot_path))
+                except WshdError as exc:
+                    raise WshdError(f"make the mount seed: {exc}") from exc
+                self._mount_seed = fd
+                weakref.finalize(self, os.close, fd)
+            return self._mount_seed
 
     @property
     def reaper(self) -> Reaper:
@@ -93,9 +110,11 @@ class WshdDriver(ExecDriver):
         cgroup_tasks = (container.records.get("limits") or {}).get("tasks", [])
         id_map = container.id_map
         try:
+            seed = self.mount_seed(settings)
             launch = start_wshd(self.binary, container.run_dir, container.rootfs_dir,
                                 container.id, binds, cgroup_tasks=cgroup_tasks,
-                                id_map=None if id_map is None else (id_map.host_base, id_map.size))
+                                id_map=None if id_map is None else (id_map.host_base, id_map.size),
+                                mount_seed=seed)
         except (WshdError, OSError) as exc:
             raise DriverError(f"start wshd for {container.id}: {exc}") from exc
         self._launches[container.id] = launch

@@ -77,11 +77,18 @@ def stdin_pipe() -> tuple[int, int]:
 
 # ------------------------------------------------------------------------ the launcher
 
-def start_launcher(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+def start_launcher(argv: Sequence[str], pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
     """Start wshd's launcher with pipes on its stdin, stdout and stderr, in a session of its
-    own: signals to the server's process group must not reach containers."""
+    own: signals to the server's process group must not reach containers. `pass_fds` stay
+    open in it (the mount seed)."""
     return subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            pass_fds=tuple(pass_fds))
+
+
+def mount_namespace(pid: int) -> int:
+    """A descriptor of process `pid`'s mount namespace, which keeps it alive (for setns)."""
+    return os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
 
 
 def communicate(proc: subprocess.Popen[bytes],
