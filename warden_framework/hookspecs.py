@@ -221,7 +221,8 @@ def teardown_net(container: Container, record: NetRecord | None) -> None:
 
     Called: after destroy answered, in its background cleanup (finish_destroy); on rollback;
     by recovery for a dead container (record may be None); after teardown_init, so the init
-    that held the network namespace is normally dead.
+    that held the network namespace is normally dead. In a destroy's cleanup it runs on a
+    thread of its own, beside release_limits, teardown_fs and teardown_disk.
     May assume: nothing. The veth, the chains, or both may be missing.
     Returns: None. Calling it twice is harmless.
     On failure: raise only if an object exists and cannot be removed; name it.

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from warden_framework import hookimpl
 from warden_framework.config import settings_from_dict
 from warden_framework.errors import WardenError
 from warden_framework.server.main import build_orchestrator
@@ -33,6 +34,53 @@ def orch(tmp_path):
 
 def hooks_called(container_id):
     return [hook for _, hook, cid in _Fake.calls if cid == container_id]
+
+
+def assert_cleanup_order(called):
+    """The init first; then the network beside limits, rootfs and disk, which keep order."""
+    assert called[:2] == ["stop", "teardown_init"] and called.count("teardown_net") == 1
+    assert [hook for hook in called[2:] if hook != "teardown_net"] == [
+        "release_limits", "teardown_fs", "teardown_disk"]
+
+
+class NetworkWaitsForDisk:
+    """teardown_net holds until teardown_disk, the last of the others, has run: a cleanup
+    that ran them one after the other would wait out the timeout."""
+
+    def __init__(self) -> None:
+        self.disk_done = threading.Event()
+        self.waited: bool | None = None
+
+    @hookimpl(wrapper=True)
+    def teardown_net(self, container, record):
+        self.waited = self.disk_done.wait(5)
+        return (yield)
+
+    @hookimpl(wrapper=True)
+    def teardown_disk(self, container, record):
+        try:
+            return (yield)
+        finally:
+            self.disk_done.set()
+
+
+def test_the_network_teardown_runs_beside_the_others(tmp_path):
+    _Fake.calls.clear()
+    settings = settings_from_dict({
+        "server": {"container_depot_path": str(tmp_path / "depot")},
+        "drivers": {"disk": "fake"},
+        "network": {"pool_network": "10.99.0.0/29", "release_delay": 0},
+    })
+    (tmp_path / "depot").mkdir()
+    beside = NetworkWaitsForDisk()
+    orch = build_orchestrator(settings, overrides=FAKE_DRIVERS, extra_plugins=[beside],
+                              load_entry_points=False)
+    c = orch.create(CreateSpec())
+    _Fake.calls.clear()
+    orch.destroy(c)
+    assert orch.finish_destroy(c) is True
+    assert beside.waited is True
+    assert_cleanup_order(hooks_called(c.id))
 
 
 def test_create_runs_steps_in_order(orch):
@@ -128,8 +176,7 @@ def test_destroy_tears_down_in_order_and_releases(orch):
     _Fake.calls.clear()
     orch.destroy(c)
     assert orch.finish_destroy(c) is True
-    assert hooks_called(c.id) == ["stop", "teardown_init", "teardown_net", "release_limits",
-                                  "teardown_fs", "teardown_disk"]
+    assert_cleanup_order(hooks_called(c.id))
     assert c.state == "destroyed" and not c.path.exists()
     assert len(orch.pools.network) == 2 and len(orch.pools.uids) == 4
     assert len(orch.pools.ports) == 1000  # the port from net_in came back
@@ -156,8 +203,7 @@ def test_destroy_returns_before_the_slow_teardowns_and_pools_wait_for_them(orch)
     assert again.id != c.id and again.network != c.network and again.uid != c.uid
     assert orch.net_in(again, None, None)[0] != c.ports[0]
     assert orch.finish_destroy(c) is True
-    assert hooks_called(c.id)[2:] == ["teardown_net", "release_limits", "teardown_fs",
-                                      "teardown_disk"]
+    assert_cleanup_order(hooks_called(c.id))
     # only `again`'s entries stay out
     assert len(orch.pools.network) == 1 and len(orch.pools.uids) == 3
     assert len(orch.pools.ports) == 999
