@@ -39,7 +39,8 @@
 
 static const char main_usage[] =
     "usage: wshd --run RUNDIR --root ROOTDIR --hostname NAME [--bind SRC:DST:ro|rw]...\n"
-    "            [--cgroup-tasks FILE]... [--id-map HOSTBASE:COUNT]\n";
+    "            [--cgroup-tasks FILE]... [--id-map HOSTBASE:COUNT] [--mount-seed-fd FD]\n"
+    "       wshd --make-mount-seed DIR\n";
 
 static void __attribute__((noreturn)) main_die(const struct wshd_error *err, int status)
 {
@@ -628,10 +629,11 @@ static int main_close_inherited(const struct wshd_config *c, struct wshd_error *
 {
     int keep = c->mount_seed_fd;
 
+    if (keep >= 0 && fcntl(keep, F_SETFD, FD_CLOEXEC) < 0)
+        return wshd_error_set(err, errno, "--mount-seed-fd %d", keep);
     if (keep < 0 ? close_range(3, ~0U, 0) < 0
                  : (keep > 3 && close_range(3, (unsigned)keep - 1, 0) < 0) ||
-                       close_range((unsigned)keep + 1, ~0U, 0) < 0 ||
-                       fcntl(keep, F_SETFD, FD_CLOEXEC) < 0)
+                       close_range((unsigned)keep + 1, ~0U, 0) < 0)
         return wshd_error_set(err, errno, "close inherited descriptors");
     return 0;
 }

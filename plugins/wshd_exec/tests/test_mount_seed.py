@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from warden_wshd_exec.wshd_client import make_mount_seed
+from warden_wshd_exec.wshd_client import WshdError, make_mount_seed
 
 from .conftest import Containers, Subreaper
 from .test_wshd_containment import ID_MAP, MODES, ro_bind
@@ -98,3 +99,22 @@ def test_a_job_cannot_reach_the_seed_or_the_host_through_its_init(containers) ->
     assert "/" in points and "/proc" in points
     assert [p for p in points if p not in ("/", "/dev", "/dev/pts", "/dev/shm")
             and not p.startswith("/proc")] == []
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["--mount-seed-fd", "2"], 2, "--mount-seed-fd 2: not a descriptor number above 2"),
+    (["--mount-seed-fd", "x"], 2, "--mount-seed-fd x: not a descriptor number above 2"),
+    (["--mount-seed-fd", "999"], 1, "--mount-seed-fd 999: Bad file descriptor"),
+])
+def test_a_bad_mount_seed_descriptor_is_refused_by_name(wshd_binary: Path, tmp_path: Path,
+                                                        argv, status, message) -> None:
+    done = subprocess.run([str(wshd_binary), "--run", str(tmp_path), "--root", str(tmp_path),
+                           "--hostname", "box", *argv], capture_output=True, text=True,
+                          timeout=10)
+    assert done.returncode == status
+    assert message in done.stderr
+
+
+def test_a_seed_that_cannot_be_made_says_why(wshd_binary: Path, tmp_path: Path) -> None:
+    with pytest.raises(WshdError, match=f"mount tmpfs on {tmp_path}/missing: No such file"):
+        make_mount_seed(wshd_binary, tmp_path / "missing")
