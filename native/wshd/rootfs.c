@@ -69,8 +69,8 @@ static int rootfs_copy_tree(int fd, const char *path, unsigned int recursive, co
 {
     struct mount_attr private = {.propagation = MS_PRIVATE};
     unsigned int empty = path[0] == '\0' ? AT_EMPTY_PATH : 0;
-    cleanup_close int tree =
-        open_tree(fd, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | recursive | empty);
+    cleanup_close int tree = open_tree(fd, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+                                                     AT_SYMLINK_NOFOLLOW | recursive | empty);
 
     if (tree < 0)
         return wshd_error_set(err, errno, "copy the mount of %s", what);

@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -233,17 +234,7 @@ def iptables() -> Iterator[Iptables]:
         transaction.commit()
 
 
-class _Change:
-    """One caller's part of a combined transaction, and what came of it."""
-
-    def __init__(self, work: Callable[[Iptables], Any]) -> None:
-        self.work = work
-        self.done = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-_waiting: list[_Change] = []
+_waiting: list[tuple[Callable[[Iptables], Any], Future]] = []
 _turn = threading.Condition()  # guards _waiting and _busy
 _busy = False
 
@@ -260,10 +251,10 @@ def combined(work: Callable[[Iptables], T]) -> T:
     transaction of its own, so a change fails or lands exactly as it would have alone.
     """
     global _busy
-    change = _Change(work)
+    outcome: Future = Future()
     with _turn:
-        _waiting.append(change)
-        while not change.done:
+        _waiting.append((work, outcome))
+        while not outcome.done():
             if _busy:
                 _turn.wait()
                 continue
@@ -275,37 +266,36 @@ def combined(work: Callable[[Iptables], T]) -> T:
                 with _iptables_lock, _xtables_lock():
                     _run_batch(batch)
             except BaseException as error:  # the lock file: no change ran
-                for queued in batch:
-                    queued.error, queued.done = error, True
+                for _, queued in batch:
+                    queued.set_exception(error)
             finally:
                 _turn.acquire()
                 _busy = False
                 _turn.notify_all()
-    if change.error is not None:
-        raise change.error
-    return change.result
+    return outcome.result()
 
 
-def _run_batch(batch: list[_Change]) -> None:
+def _run_batch(batch: list[tuple[Callable[[Iptables], Any], Future]]) -> None:
     if len(batch) > 1:
         try:
             transaction = Iptables()
-            results = [change.work(transaction) for change in batch]
+            results = [work(transaction) for work, _ in batch]
             transaction.commit()
         except Exception:
             pass  # uncommitted: each runs alone below
         else:
-            for change, result in zip(batch, results):
-                change.result, change.done = result, True
+            for (_, outcome), result in zip(batch, results):
+                outcome.set_result(result)
             return
-    for change in batch:
+    for work, outcome in batch:
         try:
             transaction = Iptables()
-            change.result = change.work(transaction)
+            result = work(transaction)
             transaction.commit()
         except BaseException as error:  # handed to its caller, whatever it is
-            change.error = error
-        change.done = True
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(result)
 
 
 @contextmanager
