@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from warden_framework.client import Client
 from warden_framework.server.listener import WardenServer
 from warden_framework.testing.fakes import FAKE_DRIVERS
 from warden_framework.testing.server import fake_settings, running_server
@@ -32,3 +33,12 @@ def fake_garden(tmp_path, garden_options):
     classes = {"warden": WardenServer, "garden": GardenFrontEnd}
     with running_server(settings, FAKE_DRIVERS, frontends=classes) as srv:
         yield srv, GardenClient(address), settings.server.unix_domain_path
+
+
+@pytest.fixture
+def garden(fake_garden):
+    """(server thread, GardenClient, handle of a container made through the Warden protocol)."""
+    srv, client, warden_socket = fake_garden
+    with Client(warden_socket) as warden:
+        handle = warden.create().handle.decode()
+    return srv, client, handle

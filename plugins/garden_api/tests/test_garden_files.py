@@ -7,21 +7,10 @@ import io
 import tarfile
 import time
 
-import pytest
 from garden_client import Reply, _read_body, _read_head
-
-from warden_framework.client import Client
 
 FILES = "/containers/:handle/files"
 TREE = {"tree/a.txt": b"alpha\n", "tree/sub/b.bin": bytes(range(256)) * 300, "tree/empty": b""}
-
-
-@pytest.fixture
-def garden(fake_garden):
-    srv, client, warden_socket = fake_garden
-    with Client(warden_socket) as warden:
-        handle = warden.create().handle.decode()
-    return srv, client, handle
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:

@@ -19,15 +19,6 @@ ATTACH = "/containers/:handle/processes/:pid"
 OUTPUT = "/containers/:handle/processes/:pid/attaches/:sid/:name"
 
 
-@pytest.fixture
-def garden(fake_garden):
-    """(server thread, GardenClient, handle of a container made through the Warden protocol)."""
-    srv, client, warden_socket = fake_garden
-    with Client(warden_socket) as warden:
-        handle = warden.create().handle.decode()
-    return srv, client, handle
-
-
 def run(client, handle: str, spec: dict):
     """Run as the Go client does: the spec (with the structs it always sends), the header,
     the first message; returns (reply, control socket, first message)."""
