@@ -385,3 +385,33 @@ def test_iptables_changes_land_in_the_legacy_tables(host, view) -> None:
     nft = subprocess.run(["iptables-nft", "-S"], capture_output=True, text=True).stdout
     assert host.prefix not in nft
     assert view.rules_with(f"-N {host.prefix}-forward")
+
+
+def test_a_walk_reads_each_rules_input_interface_as_python_iptables_decodes_it(host,
+                                                                               view) -> None:
+    """delete_where reads `-i` from the raw entry rather than decoding every rule; it must
+    see what the full decoding sees, for every form `-i` takes, and delete only what the
+    predicate picked."""
+    chain = f"{host.prefix}-walk"
+    forms = ["w-abc-0", "w-ab+", "!w-xyz-0", None, "!w-n+"]
+    try:
+        with kernel.iptables() as ipt:
+            ipt.ensure_chain(chains.RAW, chain)
+            for form in forms:
+                ipt.append(chains.RAW, chain, chains.Rule(
+                    target="ACCEPT", in_iface=form,
+                    matches=(chains.match("comment", comment=f"form {form}"),)))
+        seen: list[tuple[str | None, str | None, str | None]] = []
+        with kernel.iptables() as ipt:
+            deleted = ipt.delete_where(chains.RAW, chain, lambda listed: (
+                seen.append((listed.in_iface, listed.rule.in_interface, listed.comment))
+                or listed.in_iface == "w-abc-0"))
+        assert deleted == 1
+        assert [fast for fast, _, _ in seen] == [slow for _, slow, _ in seen]
+        assert [fast for fast, _, _ in seen] == ["w-abc-0", "w-ab+", "!w-xyz-0", None, "!w-n+"]
+        assert [comment for _, _, comment in seen] == [f"form {form}" for form in forms]
+        left = view.rules_with(f"-A {chain} ")
+        assert len(left) == 4 and not [line for line in left if "w-abc-0" in line]
+    finally:
+        with kernel.iptables() as ipt:
+            ipt.delete_chain(chains.RAW, chain)

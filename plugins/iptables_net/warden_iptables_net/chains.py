@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from typing import Protocol
 
 ID_PATTERN = re.compile(r"[0-9a-v]{11}")
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_]{1,10}")
@@ -59,14 +60,13 @@ class Rule:
         return " ".join(words)
 
 
-@dataclass(frozen=True)
-class Listed:
+class Listed(Protocol):
     """What `kernel` reports of an existing rule: enough to recognise ours."""
 
-    target: str
-    goto: bool = False
-    in_iface: str | None = None
-    comment: str | None = None
+    target: str  # "" when the rule has none
+    goto: bool
+    in_iface: str | None  # as `-i` takes it: "!" before when negated, "+" after a prefix
+    comment: str | None
 
 
 def match(name: str, **params: str) -> Match:
