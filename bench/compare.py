@@ -8,7 +8,8 @@ order rotates every round) after a few untimed warm-up rounds; (5) stream of a 1
 output; (7) sustained lifecycles per second with 4 and 8 clients looping for a fixed window,
 with the cleanup backlog sampled every second; (4) 250 and 1,000 live containers created by 8
 concurrent clients (pool of 1,024), with memory, and (6) ping latency meanwhile; (8) Garden's
-release gate through our Garden front end (bench/garden.py). Prints a table
+release gate through our Garden front end (bench/garden.py); (9) a restart with 1,000 live
+containers: drain, then start until every container is listed again. Prints a table
 and the targets, writes JSON, and leaves nothing behind: containers, veths, mounts, cgroups,
 chains, bundles, hugetlb mount.
 """
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from . import garden, report, runtimes, scale, stream, sustained
+from . import garden, report, restart, runtimes, scale, stream, sustained
 from .sandbox import Sandboxes
 from .systems import Ours, Peer
 from .warden import ROOTFS, WSHD, bench_server, pool_network
@@ -50,8 +51,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="for (7): the window per system and client count (30)")
     parser.add_argument("--sustain-clients", type=int, nargs="+", default=[4, 8],
                         help="for (7): one window per count (4 8)")
+    parser.add_argument("--restart-containers", type=int, default=1000,
+                        help="for (9): live containers while the server restarts (1000)")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=("peers", "stream", "scale", "sustained", "garden"),
+                        choices=("peers", "stream", "scale", "sustained", "restart", "garden"),
                         help="leave a part out")
     parser.add_argument("--json", type=Path, help="write every result and sample here")
     parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
@@ -66,6 +69,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if "scale" not in args.skip and max(args.containers) > args.pool:
         parser.error(f"--containers {max(args.containers)} does not fit a pool of {args.pool}: "
                      f"raise --pool")
+    if "restart" not in args.skip and args.restart_containers > args.pool:
+        parser.error(f"--restart-containers {args.restart_containers} does not fit a pool of "
+                     f"{args.pool}: raise --pool")
     return args
 
 
@@ -203,6 +209,9 @@ def run(args: argparse.Namespace) -> dict:
                       flush=True)
                 results["scale"].append(scale.run(server.socket, server.proc.pid,
                                                   server.settings.depot, count, args.clients))
+        if "restart" not in args.skip:
+            print(f"bench: restart with {args.restart_containers} live containers", flush=True)
+            results["restart"] = restart.run(server, args.restart_containers, args.clients)
     if "garden" not in args.skip:
         print("bench: Garden's release gate through the Garden front end", flush=True)
         results["garden"] = garden.run()

@@ -194,6 +194,9 @@ def print_report(results: dict, peers: Sequence[str]) -> None:
     if results.get("sustained"):
         print()
         print("\n".join(sustained_lines(results["sustained"])))
+    if results.get("restart"):
+        print()
+        print("\n".join(restart_lines(results["restart"])))
     print()
     print("targets (issues 7 and 14):")
     for row in results["targets"]:
@@ -233,6 +236,21 @@ def scale_lines(scale: dict) -> list[str]:
             lines.append(f"    {phase:<10} p50 {row['median_ms']:6.2f} ms   p99 "
                          f"{row['p99_ms']:6.2f} ms   max {row['max_ms']:6.2f} ms   (n={row['n']})")
     return lines
+
+
+def restart_lines(result: dict) -> list[str]:
+    """(9): drain, the way back until the server lists every container, the first run."""
+    if "start_s" not in result:
+        return [f"(9) restart with {result['containers']} live: not finished "
+                f"({result['errors']} create errors)"]
+    return [
+        f"(9) restart with {result['containers']} live containers:",
+        (f"    drain {result['drain_s']:.2f} s (exit {result['drain_exit']}); start until it "
+         f"answered and listed {result['listed']}: {result['start_s']:.2f} s; then run true "
+         f"{result['first_run_ms']:.1f} ms (exit {result['run_exit']})"),
+        (f"    {result['errors']} create errors, {result['destroy_errors']} destroy errors, "
+         f"cleanup {'finished' if result['cleaned'] else 'NOT finished'}"),
+    ]
 
 
 def sustained_lines(sustained: dict) -> list[str]:
