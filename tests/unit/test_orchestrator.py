@@ -249,6 +249,34 @@ def test_recovery_reregisters_and_reserves(orch, tmp_path):
     assert again.net_in(fresh, None, None)[0] == c.ports[0] + 1
 
 
+
+class RecoveriesMeet:
+    """Each recovery waits until the other has started: one after the other, the first
+    would wait out the timeout."""
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2, timeout=5)
+        self.met: list[bool] = []
+
+    @hookimpl(wrapper=True)
+    def recover(self, container, settings):
+        try:
+            self.barrier.wait()
+            self.met.append(True)
+        except threading.BrokenBarrierError:
+            self.met.append(False)
+        return (yield)
+
+
+def test_containers_are_recovered_side_by_side_and_every_one_is_listed(orch):
+    made = {orch.create(CreateSpec(handle=h, grace_time=5)).handle for h in ("a", "b")}
+    meet = RecoveriesMeet()
+    again = build_orchestrator(orch.settings, overrides=FAKE_DRIVERS, extra_plugins=[meet],
+                               load_entry_points=False)
+    recovered = again.recover_all()
+    assert meet.met == [True, True]
+    assert {r.handle for r in recovered} == made == set(again.containers)
+
 def snapshot_jobs(container):
     return set(json.loads(container.snapshot_path.read_text())["jobs"])
 
