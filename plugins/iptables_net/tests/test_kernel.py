@@ -3,6 +3,7 @@ them. Needs root; every object is named after this run's prefix and ids."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -415,3 +416,20 @@ def test_a_walk_reads_each_rules_input_interface_as_python_iptables_decodes_it(h
     finally:
         with kernel.iptables() as ipt:
             ipt.delete_chain(chains.RAW, chain)
+
+
+@pytest.mark.parametrize("own_procfs", [True, False], ids=["own procfs", "by path"])
+def test_ipv6_goes_off_in_a_fresh_netns_and_only_there(netns, view, monkeypatch,
+                                                       own_procfs) -> None:
+    """Through a procfs instance of its own (the lookup below /proc/sys/net grows with the
+    live namespaces) and, where the kernel cannot make one, by path."""
+    if not kernel.has_ipv6():
+        pytest.skip("this kernel runs without IPv6")
+    if not own_procfs:
+        monkeypatch.setattr(kernel, "_own_procfs", lambda: contextlib.nullcontext(None))
+    host_value = view.run("cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6").strip()
+    pid = netns()
+    kernel.in_netns(pid, kernel._disable_ipv6_in_netns)
+    assert view.in_ns(pid, "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6").strip() == "1"
+    assert view.in_ns(pid, "cat", "/proc/sys/net/ipv6/conf/lo/disable_ipv6").strip() == "1"
+    assert view.run("cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6").strip() == host_value
