@@ -74,8 +74,16 @@ def test_default_rules_reject_an_invalid_network() -> None:
 
 def test_forward_rules_goto_each_container_then_drop_the_pool() -> None:
     pool = IPv4Network("10.254.0.0/24")
-    assert [r.render() for r in chains.forward_rules("warden", [CID], pool)] == [
-        f"-i w-{CID}-0 -g warden-i-{CID}", "-s 10.254.0.0/24 -j DROP"]
+    other = "0123456789v"
+    assert [r.render() for r in chains.forward_rules("warden", [CID, other], {CID}, pool)] == [
+        f"-i w-{CID}-0 -g warden-i-{CID}", f"-i w-{other}-0 -g warden-default",
+        "-s 10.254.0.0/24 -j DROP"]
+
+
+def test_iface_id_recognises_only_a_containers_host_end() -> None:
+    assert chains.iface_id(f"w-{CID}-0") == CID
+    for other in (f"w-{CID}-1", f"w-{CID}-0+", f"!w-{CID}-0", "w-short-0", "eth0", "", None):
+        assert chains.iface_id(other) is None
 
 
 def test_host_hooks() -> None:

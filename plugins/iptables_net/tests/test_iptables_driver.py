@@ -90,7 +90,7 @@ def test_hook_setup_host_twice_changes_no_rule_and_keeps_containers(driver, sett
     after = view.rules_with(driver.prefix)
     assert after == before
     assert len([r for r in after if f"-A FORWARD -i w-+ -j {driver.prefix}-forward" in r]) == 1
-    assert len(view.rules_with(f"-g {driver.prefix}-i-{container.id}")) == 1
+    assert len(view.rules_with(f"-i w-{container.id}-0 -g {driver.prefix}-default")) == 1
     with open(kernel.IP_FORWARD) as f:
         assert f.read().strip() == "1"
 
@@ -131,7 +131,7 @@ def test_hook_setup_net_connects_the_container_and_records_its_links(
     assert chains.host_iface(box.id) in view.links_with(box.id)
     assert chains.ifb_iface(box.id) not in view.links_with(box.id), "ifb before any shaping"
     assert f"inet {box.container_ip}/30" in view.in_ns(init_pid(box), "ip", "-o", "addr")
-    assert view.rules_with(f"-g {driver.prefix}-i-{box.id}")
+    assert view.rules_with(f"-i w-{box.id}-0 -g {driver.prefix}-default")
     server = servers(init_pid(box), box.container_ip, token="inside")
     assert connect(None, box.container_ip, server.port) == "inside"
 
@@ -164,7 +164,8 @@ def test_hook_teardown_net_without_record_after_setup_net_failed_halfway(
     box.records["exec"] = {"pid": dead_pid()}
     with pytest.raises(DriverError):
         driver.setup_net(container=box, settings=settings)
-    assert view.rules_with(f"-N {driver.prefix}-i-{box.id}"), "chains come before the veth"
+    assert view.rules_with(f"-i w-{box.id}-0 -g {driver.prefix}-default"), \
+        "chains come before the veth"
     driver.teardown_net(container=box, record=None)
     assert view.rules_with(box.id) == []
     assert view.links_with(box.id) == []

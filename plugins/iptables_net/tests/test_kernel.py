@@ -27,7 +27,8 @@ def allow_out(prefix: str, cid: str, **request) -> None:
 # ---------------------------------------------------------------------- host setup
 
 def test_setup_host_twice_adds_no_rule(host, containers, view) -> None:
-    box = containers()
+    box, chained = containers(), containers()
+    allow_out(host.prefix, chained.id, port=80)
     before = view.rules_with(host.prefix)  # every rule of ours names a chain of ours
     host.setup()
     after = view.rules_with(host.prefix)
@@ -41,7 +42,10 @@ def test_setup_host_twice_adds_no_rule(host, containers, view) -> None:
                  f"--comment {host.prefix}-block-traffic-to-host"):
         assert len([line for line in after if hook in line]) == 1, hook
     assert len([line for line in after if f"--comment {host.prefix}-ipv6-guard" in line]) == 2
-    assert len(view.rules_with(f"-g {host.prefix}-i-{box.id}")) == 1  # the container kept it
+    # the containers kept their gotos, to the default chain and to the container's own
+    assert len(view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-default")) == 1
+    assert len(view.rules_with(f"-i w-{chained.id}-0 -g {host.prefix}-i-{chained.id}")) == 1
+    assert not view.rules_with(f"-i w-{chained.id}-0 -g {host.prefix}-default")
     assert len(view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-host")) == 1
     assert len(view.rules_with(f"! -s {box.ip}/32 -i w-{box.id}-0 -j DROP")) == 1
 
@@ -311,24 +315,46 @@ def test_teardown_with_the_address_deletes_exactly_the_anti_spoofing_rule(host, 
     assert len(view.rules_with(f"! -s {neighbour.ip}/32 -i w-{neighbour.id}-0 -j DROP")) == 1
 
 
-def test_a_container_gets_nat_and_log_chains_only_with_its_first_rule_needing_them(
+def test_a_container_gets_its_chains_only_with_its_first_rule_needing_them(
         host, containers, view) -> None:
     """Each table is rewritten whole on a change, at a cost growing with its chains, and
-    every inbound packet walks the nat jumps: a container without net_in adds nothing to nat,
-    one without a logging net_out no log chain."""
+    every inbound packet walks the nat jumps: a container without net_out has no filter
+    chain (its forward goto goes to the default chain), one without net_in adds nothing to
+    nat, one without a logging net_out no log chain."""
     box = containers()
     instance = f"{host.prefix}-i-{box.id}"
     assert view.rules_with(f"nat -N {instance}") == []
-    assert view.rules_with(f"filter -N {instance}-log") == []
+    assert view.rules_with(f"filter -N {instance}") == []
+    assert len(view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-default")) == 1
     for port in (8080, 8081):
         network.net_in(host.prefix, box.id, box.ip, port, port)
     assert len(view.rules_with(f"nat -A {host.prefix}-prerouting -j {instance}")) == 1
     assert len(view.rules_with(f"nat -A {instance} ")) == 2
+    assert view.rules_with(f"filter -N {instance}") == [], "net_in needs no filter chain"
     allow_out(host.prefix, box.id, network=host.outside_ip)
     assert view.rules_with(f"filter -N {instance}-log") == []
     for _ in range(2):
         allow_out(host.prefix, box.id, network=host.outside_ip, log=True)
     assert len(view.rules_with(f"filter -A {instance}-log ")) == 2  # LOG, RETURN: once
+    assert view.rules_with(f"filter -A {host.prefix}-forward -i w-{box.id}-0 ") == [
+        f"filter -A {host.prefix}-forward -i w-{box.id}-0 -g {instance}"]
+    assert view.rules_with(f"filter -A {instance} -g {host.prefix}-default")
+
+
+def test_a_rerun_of_setup_chains_leaves_the_container_as_a_new_one(host, containers,
+                                                                   view) -> None:
+    """Recovery re-runs setup_chains, then re-applies the container's rules."""
+    box = containers()
+    instance = f"{host.prefix}-i-{box.id}"
+    network.net_in(host.prefix, box.id, box.ip, 8080, 8080)
+    allow_out(host.prefix, box.id, network=host.outside_ip, log=True)
+    network.setup_chains(host.prefix, box.id, box.ip)
+    assert view.rules_with(instance) == []
+    assert len(view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-default")) == 1
+    assert len(view.rules_with(f"! -s {box.ip}/32 -i w-{box.id}-0 -j DROP")) == 1
+    allow_out(host.prefix, box.id, network=host.outside_ip)
+    assert len(view.rules_with(f"-i w-{box.id}-0 -g {instance}")) == 1
+    assert view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-default") == []
 
 
 def test_teardown_container_after_partial_setup(host, netns, view) -> None:
@@ -344,7 +370,7 @@ def test_teardown_container_after_partial_setup(host, netns, view) -> None:
 def test_teardown_only_touches_its_own_container(host, containers, view) -> None:
     keep, drop = containers(), containers()
     network.teardown_container(host.prefix, drop.id)
-    assert view.rules_with(f"-g {host.prefix}-i-{keep.id}")
+    assert view.rules_with(f"-i w-{keep.id}-0 -g {host.prefix}-default")
     assert chains.host_iface(keep.id) in kernel.link_names()
 
 

@@ -146,20 +146,30 @@ class Iptables:
         Each rule is decoded only as far as `wanted` reads it (see _ListedEntry): a
         recovery walks the anti-spoofing chain, a rule per container, once per container.
         """
-        if not self.has_chain(table, chain):
-            return 0
-        handle, walked = self._table(table), self._chain(self._table(table), chain)
-        found = []
-        entry = handle.first_rule(chain)
-        while entry:
-            listed = _ListedEntry(walked, entry, table != FILTER6)
-            if wanted(listed):
-                found.append(listed.rule)  # a copy: deleting frees the entries walked
-            entry = handle.next_rule(entry)
+        # Copies, taken before any delete: deleting frees the entries walked.
+        found = [listed.rule for listed in self._walk(table, chain) if wanted(listed)]
         for entry in found:
             self._change(table, "delete from", chain, None,
                          lambda t, entry=entry: self._chain(t, chain).delete_rule(entry))
         return len(found)
+
+    def select(self, table: str, chain: str, pick: Callable[[Listed], T | None]) -> list[T]:
+        """What `pick` gives for each rule of `chain`, in order, but None; [] without the
+        chain. Each rule is decoded only as far as `pick` reads it (see _ListedEntry)."""
+        return [value for listed in self._walk(table, chain)
+                if (value := pick(listed)) is not None]
+
+    def _walk(self, table: str, chain: str) -> list[_ListedEntry]:
+        """The rules of `chain` as they stand; valid until the table next changes."""
+        if not self.has_chain(table, chain):
+            return []
+        handle, walked = self._table(table), self._chain(self._table(table), chain)
+        listed = []
+        entry = handle.first_rule(chain)
+        while entry:
+            listed.append(_ListedEntry(walked, entry, table != FILTER6))
+            entry = handle.next_rule(entry)
+        return listed
 
     def commit(self) -> None:
         for name in sorted(self._dirty):

@@ -64,7 +64,8 @@ def teardown_host(prefix: str) -> None:
 
 
 def list_container_ids(prefix: str) -> list[str]:
-    """Ids of the containers that have a filter or nat chain under this prefix."""
+    """Ids of the containers with a goto in the forward chain or a nat chain under this
+    prefix."""
     chains.check_prefix(prefix)
     with kernel.iptables() as ipt:
         return _container_ids(ipt, prefix)
@@ -75,14 +76,18 @@ def _setup_filter(ipt: Iptables, prefix: str, pool: IPv4Network, allow: list[str
     forward, default = chains.forward_chain(prefix), chains.default_chain(prefix)
     ingress = chains.ingress_chain(prefix)
     host, input_ = chains.host_chain(prefix), chains.input_chain(prefix)
-    ids = _filter_ids(ipt, prefix)
+    ids = _forward_ids(ipt, prefix)
+    chained = {cid for cid in ids if ipt.has_chain(FILTER, chains.instance_chain(prefix, cid))}
     for chain in (forward, default, ingress, host, input_):
         ipt.ensure_chain(FILTER, chain)
     _fill(ipt, FILTER, default, chains.default_rules(allow, deny))
-    _fill(ipt, FILTER, forward, chains.forward_rules(prefix, ids, pool))
+    _fill(ipt, FILTER, forward, chains.forward_rules(prefix, ids, chained, pool))
     _fill(ipt, FILTER, ingress, chains.ingress_rules(pool))
     _fill(ipt, FILTER, host, chains.host_rules(prefix, allow_host_access))
-    _fill(ipt, FILTER, input_, [chains.input_goto(prefix, cid) for cid in ids])
+    # Each chain keeps its order, so that a second run changes nothing.
+    ordered = [cid for cid in _goto_ids(ipt, input_) if cid in ids]
+    ordered += [cid for cid in ids if cid not in ordered]
+    _fill(ipt, FILTER, input_, [chains.input_goto(prefix, cid) for cid in ordered])
     _hook(ipt, FILTER, "FORWARD", chains.forward_jump(prefix))
     _hook(ipt, FILTER, "FORWARD", chains.ingress_jump(prefix))
     _hook(ipt, FILTER, "INPUT", chains.input_jump(prefix))
@@ -92,10 +97,10 @@ def _setup_filter(ipt: Iptables, prefix: str, pool: IPv4Network, allow: list[str
 
 
 def _setup_raw(ipt: Iptables, prefix: str) -> None:
-    """The antispoof chain keeps the rules of containers that have chains; others go."""
+    """The antispoof chain keeps the rules of containers that have gotos; others go."""
     antispoof = chains.antispoof_chain(prefix)
     ipt.ensure_chain(RAW, antispoof)
-    live = {chains.host_iface(cid) for cid in _filter_ids(ipt, prefix)}
+    live = {chains.host_iface(cid) for cid in _forward_ids(ipt, prefix)}
     ipt.delete_where(RAW, antispoof, lambda listed: listed.in_iface not in live)
     _hook(ipt, RAW, "PREROUTING", chains.antispoof_jump(prefix))
 
@@ -110,8 +115,7 @@ def _setup_nat(ipt: Iptables, prefix: str, pool: IPv4Network) -> None:
     prerouting, postrouting = chains.prerouting_chain(prefix), chains.postrouting_chain(prefix)
     ipt.ensure_chain(NAT, prerouting)
     ipt.ensure_chain(NAT, postrouting)
-    ids = [cid for cid in _container_ids(ipt, prefix)
-           if ipt.has_chain(NAT, chains.instance_chain(prefix, cid))]
+    ids = _nat_ids(ipt, prefix)
     _fill(ipt, NAT, prerouting, [chains.nat_instance_jump(prefix, cid) for cid in ids])
     _fill(ipt, NAT, postrouting, [chains.masquerade(pool)])
     _hook(ipt, NAT, "PREROUTING", chains.prerouting_jump(prefix))
@@ -141,14 +145,25 @@ def _tagged(tag: str) -> Callable[[Listed], bool]:
     return lambda listed: listed.comment == tag
 
 
-def _filter_ids(ipt: Iptables, prefix: str) -> list[str]:
-    return sorted({cid for c in ipt.chains(FILTER)
-                   if (cid := chains.instance_id(prefix, c)) is not None})
+def _forward_ids(ipt: Iptables, prefix: str) -> list[str]:
+    """Containers with a goto in the forward chain, in its order: all that are set up (its
+    only other rule, the DROP, names no interface)."""
+    return _goto_ids(ipt, chains.forward_chain(prefix))
+
+
+def _goto_ids(ipt: Iptables, chain: str) -> list[str]:
+    """Containers with a rule on their veth in filter's `chain`, in the chain's order."""
+    return list(dict.fromkeys(ipt.select(FILTER, chain,
+                                         lambda listed: chains.iface_id(listed.in_iface))))
+
+
+def _nat_ids(ipt: Iptables, prefix: str) -> list[str]:
+    return sorted(cid for c in ipt.chains(NAT)
+                  if (cid := chains.instance_id(prefix, c)) is not None)
 
 
 def _container_ids(ipt: Iptables, prefix: str) -> list[str]:
-    return sorted({cid for table in (FILTER, NAT) for c in ipt.chains(table)
-                   if (cid := chains.instance_id(prefix, c)) is not None})
+    return sorted({*_forward_ids(ipt, prefix), *_nat_ids(ipt, prefix)})
 
 
 # ----------------------------------------------------------------- one container
@@ -163,7 +178,8 @@ def setup_container(prefix: str, container_id: str, netns_pid: int, network: IPv
     nothing before create returns; chains go last on teardown. On failure, what was made
     stays behind: `teardown_container` removes it.
     """
-    made = _CHAIN_MAKERS.submit(setup_chains, prefix, container_id, veth.addresses(network)[1])
+    made = _CHAIN_MAKERS.submit(setup_chains, prefix, container_id, veth.addresses(network)[1],
+                                rerun=False)
     try:
         record = veth.setup_links(container_id, netns_pid, network, mtu)
     finally:
@@ -184,45 +200,37 @@ def teardown_container(prefix: str, container_id: str, netns_pid: int | None = N
     teardown_chains(prefix, container_id, container_ip)
 
 
-def setup_chains(prefix: str, container_id: str, container_ip: str) -> None:
-    """(Re)create the container's filter chain, empty of NetOut rules, its gotos in the
-    forward and input chains and its anti-spoofing rule.
+def setup_chains(prefix: str, container_id: str, container_ip: str, rerun: bool = True) -> None:
+    """(Re)create the container's gotos in the forward and input chains and its
+    anti-spoofing rule.
 
-    Its log chain and its nat chain (with the jump to it) are made by the first net_out
-    that logs and the first net_in: a legacy table is read and written whole on every
-    change, and its cost grows with its chains (at 1,000 containers, reading the filter
-    table took 3.5 ms with two chains each; the nat table 1.2 ms with one); every packet
-    arriving at the host also walked a jump per container in nat PREROUTING.
+    Its filter chain is made by its first net_out (see chains.forward_goto), its log chain
+    by the first that logs, its nat chain (with the jump to it) by the first net_in: a
+    legacy table is read and written whole on every change, and its cost grows with its
+    chains (at 1,000 containers, reading the filter table took 3.5 ms with two chains each;
+    the nat table 1.2 ms with one); every packet arriving at the host also walked a jump
+    per container in nat PREROUTING.
 
-    Recovery calls this, then re-applies the recorded net_in and net_out rules: a re-run
-    removes the log and nat chains the last run's rules made, and those rules make them
-    again.
+    A re-run (`rerun`, recovery) first removes everything the last run and the container's
+    rules made; recovery then re-applies the recorded net_in and net_out rules, which make
+    their chains again. A create's first run (`rerun=False`) skips that search of chains
+    that hold a rule per container: nothing of a new id can be there, as teardown_chains
+    deletes the gotos, the anti-spoofing rule and the DNAT jump before the chains they
+    belong to, in the same transaction.
     """
     chains.check_prefix(prefix)
     chains.check_id(container_id)
-    instance = chains.instance_chain(prefix, container_id)
-    iface = chains.host_iface(container_id)
+    forward = chains.forward_chain(prefix)
 
     def change(ipt: Iptables) -> None:
         _require_host_chains(ipt, prefix, _CONTAINER_HOST_CHAINS)
-        # A re-run (recovery) first deletes what the last run made. A first run skips that
-        # search of chains that hold a rule per container: nothing of this container can be
-        # there, as teardown_chains deletes the gotos, the anti-spoofing rule and the DNAT
-        # jump before the chains they belong to, in the same transaction.
-        rerun = not ipt.ensure_chain(FILTER, instance)
-        _fill(ipt, FILTER, instance, chains.instance_rules(prefix), rerun)
-        goto = chains.instance_goto(prefix, container_id)
-        host_goto = chains.input_goto(prefix, container_id)
-        antispoof = chains.antispoof_chain(prefix)
         if rerun:
-            ipt.delete(FILTER, chains.forward_chain(prefix), goto)
-            ipt.delete(FILTER, chains.input_chain(prefix), host_goto)
-            ipt.delete_where(RAW, antispoof, lambda listed: listed.in_iface == iface)
-            ipt.delete_chain(FILTER, chains.log_chain(prefix, container_id))
-            _delete_nat_chain(ipt, prefix, container_id)
-        ipt.insert(FILTER, chains.forward_chain(prefix), goto)  # above the DROP
-        ipt.append(FILTER, chains.input_chain(prefix), host_goto)
-        ipt.append(RAW, antispoof, chains.antispoof(container_id, container_ip))
+            _delete_container_rules(ipt, prefix, container_id, None)
+        # at the top: above the DROP
+        ipt.insert(FILTER, forward, chains.forward_goto(prefix, container_id, False))
+        ipt.append(FILTER, chains.input_chain(prefix), chains.input_goto(prefix, container_id))
+        ipt.append(RAW, chains.antispoof_chain(prefix),
+                   chains.antispoof(container_id, container_ip))
 
     kernel.combined(change)
 
@@ -232,29 +240,33 @@ def teardown_chains(prefix: str, container_id: str, container_ip: str | None = N
 
     With `container_ip` the anti-spoofing rule is deleted as the exact rule setup_chains
     made, which libiptc finds in C. Without it (a host teardown knows only chain names),
-    the rule is found by its veth among every container's, each decoded in Python: at
-    1,000 containers a teardown took 66 ms, nearly nine tenths of it in that walk.
+    the rule is found by its veth among every container's.
     """
     chains.check_prefix(prefix)
     chains.check_id(container_id)
+    kernel.combined(lambda ipt: _delete_container_rules(ipt, prefix, container_id, container_ip))
+
+
+def _delete_container_rules(ipt: Iptables, prefix: str, container_id: str,
+                            container_ip: str | None) -> None:
+    """Delete every rule and chain of the container, in an order that leaves no rule
+    pointing at a deleted chain. Without `container_ip`, the anti-spoofing rules on its
+    veth are found by walking the chain (rules another server version made included)."""
+    forward = chains.forward_chain(prefix)
+    for chained in (True, False):
+        ipt.delete(FILTER, forward, chains.forward_goto(prefix, container_id, chained))
+    ipt.delete(FILTER, chains.input_chain(prefix), chains.input_goto(prefix, container_id))
+    antispoof = chains.antispoof_chain(prefix)
+    if container_ip is None:
+        iface = chains.host_iface(container_id)
+        ipt.delete_where(RAW, antispoof, lambda listed: listed.in_iface == iface)
+    else:
+        ipt.delete(RAW, antispoof, chains.antispoof(container_id, container_ip))
     instance = chains.instance_chain(prefix, container_id)
-    iface = chains.host_iface(container_id)
-
-    def change(ipt: Iptables) -> None:
-        ipt.delete(FILTER, chains.forward_chain(prefix),
-                   chains.instance_goto(prefix, container_id))
-        ipt.delete(FILTER, chains.input_chain(prefix), chains.input_goto(prefix, container_id))
-        antispoof = chains.antispoof_chain(prefix)
-        if container_ip is None:
-            ipt.delete_where(RAW, antispoof, lambda listed: listed.in_iface == iface)
-        else:
-            ipt.delete(RAW, antispoof, chains.antispoof(container_id, container_ip))
-        ipt.flush(FILTER, instance)  # it may goto the log chain
-        ipt.delete_chain(FILTER, chains.log_chain(prefix, container_id))
-        ipt.delete_chain(FILTER, instance)
-        _delete_nat_chain(ipt, prefix, container_id)
-
-    kernel.combined(change)
+    ipt.flush(FILTER, instance)  # it may goto the log chain
+    ipt.delete_chain(FILTER, chains.log_chain(prefix, container_id))
+    ipt.delete_chain(FILTER, instance)
+    _delete_nat_chain(ipt, prefix, container_id)
 
 
 def _delete_nat_chain(ipt: Iptables, prefix: str, container_id: str) -> None:
@@ -291,8 +303,8 @@ def net_in(prefix: str, container_id: str, container_ip: str, host_port: int,
 
     def change(ipt: Iptables) -> None:
         _require_host_chains(ipt, prefix, _NET_IN_HOST_CHAINS)
-        if not ipt.has_chain(FILTER, instance):  # torn down: make nothing for it
-            raise kernel.KernelError(f"iptables -t {FILTER}: no chain {instance}")
+        if not ipt.has_chain(NAT, instance) and not _is_set_up(ipt, prefix, container_id):
+            raise kernel.KernelError(f"iptables -t {FILTER}: no chain {instance}")  # torn down
         if ipt.ensure_chain(NAT, instance):
             ipt.append(NAT, chains.prerouting_chain(prefix),
                        chains.nat_instance_jump(prefix, container_id))
@@ -312,9 +324,31 @@ def net_out(prefix: str, container_id: str, rule: rules.NetOutRule) -> None:
 
     def change(ipt: Iptables) -> None:
         if not ipt.has_chain(FILTER, instance):
-            raise kernel.KernelError(f"iptables -t {FILTER}: no chain {instance}")
+            _make_instance_chain(ipt, prefix, container_id)
         if rule.log and ipt.ensure_chain(FILTER, log):
             _fill(ipt, FILTER, log, chains.log_rules(prefix, container_id), flush=False)
         ipt.insert(FILTER, instance, spec)
 
     kernel.combined(change)
+
+
+def _make_instance_chain(ipt: Iptables, prefix: str, container_id: str) -> None:
+    """The container's filter chain, going to the default chain, and its forward goto
+    moved there from the default chain. A container without that goto is torn down (or
+    was never set up): nothing is made for it."""
+    forward = chains.forward_chain(prefix)
+    instance = chains.instance_chain(prefix, container_id)
+    if not ipt.delete(FILTER, forward, chains.forward_goto(prefix, container_id, False)):
+        raise kernel.KernelError(f"iptables -t {FILTER}: no chain {instance}")
+    ipt.ensure_chain(FILTER, instance)
+    _fill(ipt, FILTER, instance, chains.instance_rules(prefix), flush=False)
+    ipt.insert(FILTER, forward, chains.forward_goto(prefix, container_id, True))
+
+
+def _is_set_up(ipt: Iptables, prefix: str, container_id: str) -> bool:
+    """Whether the container has its goto in the forward chain (to either target)."""
+    if ipt.has_chain(FILTER, chains.instance_chain(prefix, container_id)):
+        return True
+    iface = chains.host_iface(container_id)
+    return bool(ipt.select(FILTER, chains.forward_chain(prefix),
+                           lambda listed: listed.in_iface == iface or None))
