@@ -18,7 +18,7 @@ from warden_cgroup_v1 import cgroups, kernel
 CONTROL_FILES = {
     "cpu": {"cpu.shares": "1024\n"},
     "cpuacct": {"cpuacct.usage": "0\n", "cpuacct.stat": "user 0\nsystem 0\n"},
-    "cpuset": {"cpuset.cpus": "\n", "cpuset.mems": "\n"},
+    "cpuset": {"cpuset.cpus": "\n", "cpuset.mems": "\n", "cgroup.clone_children": "0\n"},
     "memory": {
         "memory.limit_in_bytes": "9223372036854771712\n",
         "memory.memsw.limit_in_bytes": "9223372036854771712\n",

@@ -82,6 +82,23 @@ def test_new_cpuset_group_gets_the_parent_cpus_and_mems(group: cgroups.CgroupPat
         assert value == (cpuset.parent.parent / name).read_text().strip()
 
 
+def test_the_kernel_gives_later_cpuset_groups_their_cpus_and_mems_at_mkdir(
+    group: cgroups.CgroupPaths,
+) -> None:
+    """Written by us, each cpuset write is checked against every sibling group: with 1,000
+    containers a create's cost grew with them. After the first create the prefix group
+    has the kernel copy both into each new group instead."""
+    prefix_group = group["cpuset"].parent
+    plain = prefix_group / "made-by-mkdir"
+    plain.mkdir()
+    try:
+        for name in (cgroups.CPUSET_CPUS, cgroups.CPUSET_MEMS):
+            value = (plain / name).read_text().strip()
+            assert value and value == (prefix_group / name).read_text().strip()
+    finally:
+        plain.rmdir()
+
+
 def test_added_process_is_in_every_hierarchy_and_remove_kills_it(
     real_prefix: str, group: cgroups.CgroupPaths, children
 ) -> None:

