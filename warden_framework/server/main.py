@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .. import depot
 from ..config import Settings, load_settings, settings_to_yaml
 from ..drivers import Driver, load_drivers
 from ..errors import ConfigError, DriverUnavailable
@@ -47,10 +48,7 @@ async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Ev
     front ends' classes (loaded from settings when not given)."""
     if frontends is None:
         frontends = load_frontend_classes(settings)
-    settings.depot.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Host users must reach nothing of a container (a set-id file its root made, its jobs'
-    # output): the depot is root's alone, whatever mode an older server left.
-    settings.depot.chmod(0o700)
+    depot.prepare(settings.depot)
     await asyncio.to_thread(orchestrator.hooks.setup_host, settings)
     recovered = await asyncio.to_thread(orchestrator.recover_all)
     log.info("recovered %d containers", len(recovered))
