@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -50,6 +51,11 @@ async def serve(settings: Settings, orchestrator: Orchestrator, stop: asyncio.Ev
         frontends = load_frontend_classes(settings)
     depot.prepare(settings.depot)
     await asyncio.to_thread(orchestrator.hooks.setup_host, settings)
+    # What exists now (modules, plugins, config: ~74,000 objects) lives as long as the
+    # process: the collector need not walk it again. Each full collection held the GIL, and
+    # with it every request, for as long as its walk took: 28-57 ms with 1,000 containers,
+    # 6-29 ms with this. Containers come after, so their cycles are still collected.
+    gc.freeze()
     recovered = await asyncio.to_thread(orchestrator.recover_all)
     log.info("recovered %d containers", len(recovered))
     runtime = Runtime(settings, orchestrator)
