@@ -315,6 +315,26 @@ def test_teardown_with_the_address_deletes_exactly_the_anti_spoofing_rule(host, 
     assert len(view.rules_with(f"! -s {neighbour.ip}/32 -i w-{neighbour.id}-0 -j DROP")) == 1
 
 
+def test_an_anti_spoofing_rule_not_as_recorded_is_found_by_the_veth(host, containers,
+                                                                     view) -> None:
+    """The exact rule for the recorded address is deleted in C; if it is not there (a rule
+    for another address on the veth instead), the chain is walked for the veth."""
+    box, other = containers(), containers()
+    antispoof = chains.antispoof_chain(host.prefix)
+    with kernel.iptables() as ipt:
+        ipt.delete(chains.RAW, antispoof, chains.antispoof(box.id, box.ip))
+        ipt.append(chains.RAW, antispoof, chains.antispoof(box.id, "10.1.2.3"))
+    network.setup_chains(host.prefix, box.id, box.ip)  # a recovery's re-run
+    assert view.rules_with(f"-i w-{box.id}-0 -j DROP") == [
+        f"raw -A {antispoof} ! -s {box.ip}/32 -i w-{box.id}-0 -j DROP"]
+    with kernel.iptables() as ipt:
+        ipt.delete(chains.RAW, antispoof, chains.antispoof(box.id, box.ip))
+        ipt.append(chains.RAW, antispoof, chains.antispoof(box.id, "10.1.2.3"))
+    network.teardown_container(host.prefix, box.id, box.pid, box.ip)
+    assert view.rules_with(box.id) == []
+    assert len(view.rules_with(f"! -s {other.ip}/32 -i w-{other.id}-0 -j DROP")) == 1
+
+
 def test_a_container_gets_its_chains_only_with_its_first_rule_needing_them(
         host, containers, view) -> None:
     """Each table is rewritten whole on a change, at a cost growing with its chains, and
