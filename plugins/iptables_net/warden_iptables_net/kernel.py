@@ -4,8 +4,9 @@ iptables through python-iptables (the LEGACY filter, nat and raw tables and ip6t
 filter table, one transaction at a time, under the xtables lock the iptables-legacy CLI
 also takes), links, addresses and routes through netlink (`Rtnl`: pyroute2's messages on a
 plain socket), tc through pyroute2's IPRoute, setns(2) through ctypes, and sysctls through
-/proc/sys; whether a link or a process is still there from sysfs and /proc, which take no
-lock. No subprocesses.
+/proc/sys (a container's through a procfs instance of its own: fsopen(2) through ctypes);
+whether a link or a process is still there from sysfs and /proc, which take no lock. No
+subprocesses.
 """
 
 from __future__ import annotations
@@ -229,7 +230,6 @@ class Iptables:
         for key, value in spec.target_params:
             target.set_parameter(key, value)
         return rule
-
 
 
 class _ListedEntry:
