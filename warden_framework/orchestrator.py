@@ -457,10 +457,10 @@ class Orchestrator:
             return recovered
         paths = sorted(p for p in self.depot.iterdir() if p.is_dir())
         with futures.ThreadPoolExecutor(RECOVERY_WORKERS, "recover") as workers:
-            for path, outcome in zip(paths, workers.map(self._recover_or_log, paths)):
-                if outcome is not None:
-                    recovered.append(outcome)
-                    highest_job = max([highest_job, *outcome.jobs])
+            for container in workers.map(self._recover_or_log, paths):
+                if container is not None:
+                    recovered.append(container)
+                    highest_job = max([highest_job, *container.jobs])
         self.new_job_id.resume_after(highest_job)
         return recovered
 
