@@ -67,6 +67,8 @@ TEARDOWN_BESIDE = ("network",)
 # What destroy tears down before it answers: with every process gone the container is gone
 # from the API; the rest of TEARDOWN_ORDER is finish_destroy's, off the request's path.
 DESTROY_NOW = ("exec",)
+# What finish_destroy tears down in order, beside TEARDOWN_BESIDE.
+TEARDOWN_AFTER = tuple(sub for sub in TEARDOWN_ORDER if sub not in TEARDOWN_BESIDE + DESTROY_NOW)
 STOP_TIMEOUT = 10.0
 
 
@@ -185,8 +187,7 @@ class Orchestrator:
         errors = self._teardown(container, DESTROY_NOW)
         beside = _SIDE_STEPS.submit(self._teardown, container, TEARDOWN_BESIDE)
         try:
-            errors += self._teardown(container, tuple(
-                sub for sub in TEARDOWN_ORDER if sub not in TEARDOWN_BESIDE + DESTROY_NOW))
+            errors += self._teardown(container, TEARDOWN_AFTER)
         finally:
             errors += beside.result()
         return errors

@@ -142,11 +142,8 @@ class Iptables:
         return count
 
     def delete_where(self, table: str, chain: str, wanted: Callable[[Listed], bool]) -> int:
-        """Delete the rules of `chain` for which `wanted(listed rule)` is true.
-
-        Each rule is decoded only as far as `wanted` reads it (see _ListedEntry): a
-        recovery walks the anti-spoofing chain, a rule per container, once per container.
-        """
+        """Delete the rules of `chain` for which `wanted(listed rule)` is true. Each rule is
+        decoded only as far as `wanted` reads it (see _ListedEntry)."""
         # Copies, taken before any delete: deleting frees the entries walked.
         found = [listed.rule for listed in self._walk(table, chain) if wanted(listed)]
         for entry in found:
@@ -164,7 +161,8 @@ class Iptables:
         """The rules of `chain` as they stand; valid until the table next changes."""
         if not self.has_chain(table, chain):
             return []
-        handle, walked = self._table(table), self._chain(self._table(table), chain)
+        handle = self._table(table)
+        walked = self._chain(handle, chain)
         listed = []
         entry = handle.first_rule(chain)
         while entry:
@@ -275,7 +273,6 @@ class _ListedEntry:
         return comment
 
 
-_IPT_INV_VIA_IN = 0x01  # struct ipt_ip.invflags: `! -i`
 _IFNAMSIZ = 16
 
 
@@ -287,7 +284,7 @@ def _in_iface(ip: Any) -> str | None:
     if not mask:
         return None
     name = ip.iniface.decode()
-    text = ("!" if ip.invflags & _IPT_INV_VIA_IN else "") + name
+    text = ("!" if ip.invflags & type(ip).IPT_INV_VIA_IN else "") + name
     if len(name) == len(mask):
         text += "+"
     return text[:_IFNAMSIZ]

@@ -352,8 +352,5 @@ def _make_instance_chain(ipt: Iptables, prefix: str, container_id: str) -> None:
 
 def _is_set_up(ipt: Iptables, prefix: str, container_id: str) -> bool:
     """Whether the container has its goto in the forward chain (to either target)."""
-    if ipt.has_chain(FILTER, chains.instance_chain(prefix, container_id)):
-        return True
-    iface = chains.host_iface(container_id)
-    return bool(ipt.select(FILTER, chains.forward_chain(prefix),
-                           lambda listed: listed.in_iface == iface or None))
+    return (ipt.has_chain(FILTER, chains.instance_chain(prefix, container_id))
+            or container_id in _forward_ids(ipt, prefix))
