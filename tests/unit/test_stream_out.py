@@ -5,7 +5,9 @@ job's bytes, in order, in frames protobuf would have written, within the output 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
+import mmap
 import logging
 import os
 import secrets
@@ -195,6 +197,49 @@ def test_output_no_longer_in_the_page_cache_is_read_in_first(serve, tmp_path, mo
         frames, out, _ = stream_all(client, h, job_id)
     assert out == data and frames[-1].exit_status == 0
     assert seen[0] is False  # the first chunk went through the worker's read
+
+
+def test_a_stream_lets_go_of_the_pages_it_sent(serve, tmp_path):
+    """Sent output is dropped from the page cache a window behind the stream and stays whole
+    in the file: the client got every byte, and the file (held open here, since a streamed
+    job is forgotten) still reads back as written."""
+    size = 3 * stream_out.LET_GO_BEHIND
+    path, data = data_file(tmp_path, size)
+    srv = serve(2 * size)
+    with Client(path_of(srv)) as client, contextlib.ExitStack() as stack:
+        h = client.create().handle
+        job_id = client.spawn(handle=h, script=f"cat {path}".encode()).job_id
+        output = stack.enter_context(open(wait_until_done(srv, h, job_id).stdout_path, "rb"))
+        if cached_share(output, 0, size) < 1:
+            pytest.skip(f"the kernel did not keep {output.name}'s fresh pages cached")
+        _, streamed, _ = stream_all(client, h, job_id)
+        # Write-back started as each chunk was sent, so by the window's end nearly all of
+        # what lies before it is clean and gone; without letting go, all of it stays.
+        assert cached_share(output, 0, size - stream_out.LET_GO_BEHIND - CHUNK) < 0.5
+        assert streamed == data and output.read() == data
+
+
+def cached_share(f, start: int, end: int) -> float:
+    """The share of the open file's pages in [start, end) that are in the page cache
+    (mincore(2) over a read-only mapping, which reads nothing in)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    length = end - start
+    pages = -(-length // mmap.PAGESIZE)
+    address = libc.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), start)
+    if address == ctypes.c_void_p(-1).value:
+        raise OSError(ctypes.get_errno(), f"mmap {f.name}")
+    try:
+        residency = (ctypes.c_ubyte * pages)()
+        if libc.mincore(address, length, residency) != 0:
+            raise OSError(ctypes.get_errno(), f"mincore {f.name}")
+    finally:
+        libc.munmap(address, length)
+    return sum(byte & 1 for byte in residency) / pages
 
 
 def path_of(srv) -> str:
