@@ -1,29 +1,56 @@
 """Owns the part of a destroy that runs after its answer (orchestrator.finish_destroy: the
 network, cgroups, rootfs and disk, then the pools and the directory), and waiting for it.
 
-Cleanups run in the thread pool, at most one per CPU at a time: they are mostly kernel work
-and Python holding the GIL, so more of them at once only makes every thread queue, and a
-backlog of them must never delay a create (creates have a semaphore of their own).
+Cleanups are work no client waits for, so they run in threads of their own at the lowest CPU
+priority (nice 19), at most one per CPU: under load they take the CPU the loop and the
+requests leave. With 1,000 containers destroyed by 8 clients (`bench.compare --containers
+1000`, scale part only, three runs each way), the destroys were answered in 3.3-3.4 s instead
+of 5.3-5.5 s, ping p99 while they ran and their cleanups finished fell from 7.5-7.6 to
+5.5-5.6 ms, and the cleanup took as long as before (17.7-19.5 s).
+
+A nice value ranks threads within their scheduling group: the server's (its service's
+cgroup, or its session's autogroup), so a cleanup yields to the server's loop and requests,
+while the containers, in cpu groups of their own, meet the server's group as before. (A
+server in the root cpu cgroup with autogroup off would pit each cleanup thread, weight 15,
+against whole groups of weight 1024.)
+
+A lower priority must not let cleanups fall behind for good: a busy server would hold ever
+more dead containers' addresses, uids and disk. So a create waits while more than
+BACKLOG_PER_CPU cleanups per CPU are pending (the CPU then goes to them), but never longer
+than MAX_CREATE_WAIT, so that a teardown stuck in the kernel cannot stop creates. With 4
+and 8 clients looping create, run, destroy for 30 s (bench (7)), the backlog stayed flat and
+51.9 and 50.7 lifecycles/s completed (46.1 and 46.1 before; one run each).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from ..container import Container
 from .tasks import keep
 
 log = logging.getLogger(__name__)
 
+CLEANUP_NICE = 19
+BACKLOG_PER_CPU = 2
+MAX_CREATE_WAIT = 1.0
+
 
 class Cleanups:
-    def __init__(self, finish: Callable[[Container], Awaitable[bool]]) -> None:
+    def __init__(self, finish: Callable[[Container], bool]) -> None:
         self._finish = finish
-        self._running = asyncio.Semaphore(os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+        self._threads = ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="cleanup",
+                                           initializer=_lowest_priority)
+        self._backlog_limit = BACKLOG_PER_CPU * cpus
         self._pending: set[asyncio.Future] = set()
+        self._one_finished = asyncio.Event()
 
     @property
     def pending(self) -> int:
@@ -37,10 +64,32 @@ class Cleanups:
         keep(self._pending, self._run(container), log.error, "finishing a destroy failed: %s")
 
     async def _run(self, container: Container) -> bool:
-        async with self._running:
-            return await self._finish(container)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._threads, self._finish, container)
+        finally:
+            self._one_finished.set()
+
+    async def room_for_a_create(self) -> None:
+        """Return once at most the backlog limit of cleanups is pending, or after
+        MAX_CREATE_WAIT seconds whatever the backlog."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(MAX_CREATE_WAIT):
+                while len(self._pending) > self._backlog_limit:
+                    self._one_finished.clear()
+                    await self._one_finished.wait()
 
     async def wait(self) -> None:
         """Return once every cleanup started so far has finished."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def close(self) -> None:
+        """Let the threads go (call after `wait`)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _lowest_priority() -> None:
+    """A cleanup thread's start: nice 19 for this thread only (Linux keeps a nice value per
+    thread). Raising one's own nice value needs no privilege."""
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CLEANUP_NICE)

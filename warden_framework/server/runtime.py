@@ -48,7 +48,7 @@ class Runtime:
         self._flushes: set[str] = set()  # container ids with a deferred write scheduled
         self.tasks = Background()
         self.references = References(self._grace_expired)
-        self.cleanups = Cleanups(self._finish_destroy)
+        self.cleanups = Cleanups(orchestrator.finish_destroy)
         self.events = EventWatcher(self._event_sources, self._on_event)
         self.jobs = JobSupervisor(settings, orchestrator, self.blocking, self.locked_unless_destroyed,
                                   self.tasks.run)
@@ -76,8 +76,9 @@ class Runtime:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def create(self, spec: CreateSpec) -> Container:
-        """orchestrator.create in the pool, at most one per CPU at a time; its event sources
-        watched from then on."""
+        """orchestrator.create in the pool, at most one per CPU at a time, once the cleanup
+        backlog leaves room (cleanups.py); its event sources watched from then on."""
+        await self.cleanups.room_for_a_create()
         async with self._lifecycle:
             container = await self.blocking(self.orchestrator.create, spec)
         await self.events.watch(container)
@@ -102,9 +103,6 @@ class Runtime:
         with contextlib.suppress(Exception):
             container.obituary = self.orchestrator.info(container, full=False)
         self.orchestrator.destroy(container)
-
-    async def _finish_destroy(self, container: Container) -> bool:
-        return await self.blocking(self.orchestrator.finish_destroy, container)
 
     async def wait_cleanups(self) -> None:
         """Return once every destroy started so far has finished its cleanup."""
@@ -189,3 +187,4 @@ class Runtime:
         for container in list(self.orchestrator.containers.values()):
             self.events.unwatch(container)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.cleanups.close()
