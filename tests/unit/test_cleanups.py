@@ -16,10 +16,12 @@ from warden_framework.server.cleanups import Cleanups
 
 
 class Blocked:
-    """A finish_destroy that records its thread's nice value and waits to be let go."""
+    """A finish_destroy that records its thread's nice value and waits to be let go, one
+    cleanup (`let_one_go`) or all of them (`let_all_go`) at a time."""
 
     def __init__(self) -> None:
-        self.release = threading.Event()
+        self._permits = threading.Semaphore(0)
+        self._all = threading.Event()
         self.nice: list[int] = []
         self.running = 0
         self.most_at_once = 0
@@ -30,10 +32,19 @@ class Blocked:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
         self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        self.release.wait(10)
+        deadline = time.monotonic() + 10
+        while not self._all.is_set() and time.monotonic() < deadline:
+            if self._permits.acquire(timeout=0.01):
+                break
         with self._lock:
             self.running -= 1
         return True
+
+    def let_one_go(self) -> None:
+        self._permits.release()
+
+    def let_all_go(self) -> None:
+        self._all.set()
 
 
 def run(coro):
@@ -49,7 +60,7 @@ def test_cleanups_run_at_the_lowest_priority_one_per_cpu_and_leave_the_callers_n
         for n in range(3 * (os.cpu_count() or 1)):
             cleanups.start(f"container-{n}")
         await asyncio.sleep(0.2)
-        finish.release.set()
+        finish.let_all_go()
         await cleanups.wait()
         cleanups.close()
         return cleanups.pending
@@ -72,7 +83,7 @@ def test_a_create_waits_until_the_backlog_is_back_at_its_limit(monkeypatch):
         room = asyncio.ensure_future(cleanups.room_for_a_create())
         await asyncio.sleep(0.3)
         waited = not room.done()
-        finish.release.set()
+        finish.let_all_go()
         await room
         left = cleanups.pending
         await cleanups.wait()
@@ -82,6 +93,28 @@ def test_a_create_waits_until_the_backlog_is_back_at_its_limit(monkeypatch):
     waited, left, limit = run(scenario())
     assert waited, "a create went ahead with the backlog over its limit"
     assert left <= limit
+
+
+def test_a_waiting_create_goes_on_when_one_cleanup_brings_the_backlog_to_its_limit(monkeypatch):
+    monkeypatch.setattr(cleanups_module, "MAX_CREATE_WAIT", 10.0)
+    finish = Blocked()
+
+    async def scenario():
+        cleanups = Cleanups(finish)
+        for n in range(cleanups_module.BACKLOG_PER_CPU * (os.cpu_count() or 1) + 1):
+            cleanups.start(f"container-{n}")
+        room = asyncio.ensure_future(cleanups.room_for_a_create())
+        await asyncio.sleep(0.2)
+        finish.let_one_go()
+        t0 = time.monotonic()
+        await room
+        waited = time.monotonic() - t0
+        finish.let_all_go()
+        await cleanups.wait()
+        cleanups.close()
+        return waited
+
+    assert run(scenario()) < 2  # not the 10 s cap: woken by the one that finished
 
 
 def test_a_create_waits_at_most_max_create_wait_for_stuck_cleanups(monkeypatch):
@@ -96,7 +129,7 @@ def test_a_create_waits_at_most_max_create_wait_for_stuck_cleanups(monkeypatch):
         await cleanups.room_for_a_create()
         waited = time.monotonic() - t0
         stuck = cleanups.pending
-        finish.release.set()
+        finish.let_all_go()
         await cleanups.wait()
         cleanups.close()
         return waited, stuck
@@ -117,7 +150,7 @@ def test_a_create_does_not_wait_below_the_limit(pending):
         t0 = time.monotonic()
         await cleanups.room_for_a_create()
         waited = time.monotonic() - t0
-        finish.release.set()
+        finish.let_all_go()
         await cleanups.wait()
         cleanups.close()
         return waited

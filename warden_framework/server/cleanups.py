@@ -61,14 +61,15 @@ class Cleanups:
     def start(self, container: Container) -> None:
         """Begin the rest of `container`'s destroy. Returns before the task's first step, so
         the destroy's answer is written first."""
-        keep(self._pending, self._run(container), log.error, "finishing a destroy failed: %s")
+        task = keep(self._pending, self._run(container), log.error,
+                    "finishing a destroy failed: %s")
+        # After keep's own callback has taken the task out of the pending set, so that a
+        # waiting create, woken, counts one fewer.
+        task.add_done_callback(lambda _: self._one_finished.set())
 
     async def _run(self, container: Container) -> bool:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._threads, self._finish, container)
-        finally:
-            self._one_finished.set()
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._finish,
+                                                                container)
 
     async def room_for_a_create(self) -> None:
         """Return once at most the backlog limit of cleanups is pending, or after
