@@ -5,6 +5,7 @@ ever."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -51,18 +52,32 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
 
 
+def backlog_limit() -> int:
+    return cleanups_module.BACKLOG_PER_CPU * (os.cpu_count() or 1)
+
+
+@contextlib.asynccontextmanager
+async def started(finish: Blocked, count: int):
+    """Cleanups with `count` of them started; at the end all are let go, waited for and the
+    threads closed, whatever the test did."""
+    cleanups = Cleanups(finish)
+    try:
+        for n in range(count):
+            cleanups.start(f"container-{n}")
+        yield cleanups
+    finally:
+        finish.let_all_go()
+        await cleanups.wait()
+        cleanups.close()
+
+
 def test_cleanups_run_at_the_lowest_priority_one_per_cpu_and_leave_the_callers_nice_alone():
     finish = Blocked()
     callers_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     async def scenario():
-        cleanups = Cleanups(finish)
-        for n in range(3 * (os.cpu_count() or 1)):
-            cleanups.start(f"container-{n}")
-        await asyncio.sleep(0.2)
-        finish.let_all_go()
-        await cleanups.wait()
-        cleanups.close()
+        async with started(finish, 3 * (os.cpu_count() or 1)) as cleanups:
+            await asyncio.sleep(0.2)
         return cleanups.pending
 
     assert run(scenario()) == 0
@@ -76,23 +91,17 @@ def test_a_create_waits_until_the_backlog_is_back_at_its_limit(monkeypatch):
     finish = Blocked()
 
     async def scenario():
-        cleanups = Cleanups(finish)
-        limit = cleanups_module.BACKLOG_PER_CPU * (os.cpu_count() or 1)
-        for n in range(limit + 1):
-            cleanups.start(f"container-{n}")
-        room = asyncio.ensure_future(cleanups.room_for_a_create())
-        await asyncio.sleep(0.3)
-        waited = not room.done()
-        finish.let_all_go()
-        await room
-        left = cleanups.pending
-        await cleanups.wait()
-        cleanups.close()
-        return waited, left, limit
+        async with started(finish, backlog_limit() + 1) as cleanups:
+            room = asyncio.ensure_future(cleanups.room_for_a_create())
+            await asyncio.sleep(0.3)
+            waited = not room.done()
+            finish.let_all_go()
+            await room
+            return waited, cleanups.pending
 
-    waited, left, limit = run(scenario())
+    waited, left = run(scenario())
     assert waited, "a create went ahead with the backlog over its limit"
-    assert left <= limit
+    assert left <= backlog_limit()
 
 
 def test_a_waiting_create_goes_on_when_one_cleanup_brings_the_backlog_to_its_limit(monkeypatch):
@@ -100,19 +109,13 @@ def test_a_waiting_create_goes_on_when_one_cleanup_brings_the_backlog_to_its_lim
     finish = Blocked()
 
     async def scenario():
-        cleanups = Cleanups(finish)
-        for n in range(cleanups_module.BACKLOG_PER_CPU * (os.cpu_count() or 1) + 1):
-            cleanups.start(f"container-{n}")
-        room = asyncio.ensure_future(cleanups.room_for_a_create())
-        await asyncio.sleep(0.2)
-        finish.let_one_go()
-        t0 = time.monotonic()
-        await room
-        waited = time.monotonic() - t0
-        finish.let_all_go()
-        await cleanups.wait()
-        cleanups.close()
-        return waited
+        async with started(finish, backlog_limit() + 1) as cleanups:
+            room = asyncio.ensure_future(cleanups.room_for_a_create())
+            await asyncio.sleep(0.2)
+            finish.let_one_go()
+            t0 = time.monotonic()
+            await room
+            return time.monotonic() - t0
 
     assert run(scenario()) < 2  # not the 10 s cap: woken by the one that finished
 
@@ -122,17 +125,10 @@ def test_a_create_waits_at_most_max_create_wait_for_stuck_cleanups(monkeypatch):
     finish = Blocked()
 
     async def scenario():
-        cleanups = Cleanups(finish)
-        for n in range(cleanups_module.BACKLOG_PER_CPU * (os.cpu_count() or 1) + 1):
-            cleanups.start(f"container-{n}")
-        t0 = time.monotonic()
-        await cleanups.room_for_a_create()
-        waited = time.monotonic() - t0
-        stuck = cleanups.pending
-        finish.let_all_go()
-        await cleanups.wait()
-        cleanups.close()
-        return waited, stuck
+        async with started(finish, backlog_limit() + 1) as cleanups:
+            t0 = time.monotonic()
+            await cleanups.room_for_a_create()
+            return time.monotonic() - t0, cleanups.pending
 
     waited, stuck = run(scenario())
     assert stuck > 0
@@ -144,15 +140,9 @@ def test_a_create_does_not_wait_below_the_limit(pending):
     finish = Blocked()
 
     async def scenario():
-        cleanups = Cleanups(finish)
-        for n in range(pending):
-            cleanups.start(f"container-{n}")
-        t0 = time.monotonic()
-        await cleanups.room_for_a_create()
-        waited = time.monotonic() - t0
-        finish.let_all_go()
-        await cleanups.wait()
-        cleanups.close()
-        return waited
+        async with started(finish, pending) as cleanups:
+            t0 = time.monotonic()
+            await cleanups.room_for_a_create()
+            return time.monotonic() - t0
 
     assert run(scenario()) < 0.2
