@@ -22,6 +22,8 @@ reporting, as on the benchmark's Firecracker VM) such pages are slow to touch, a
 copy into them was the stream's bottleneck. Let go, the pages come back to the job's
 writer warm: a stream of 1 GiB went from ~0.5 to ~1.2-1.7 GB/s there. The output stays
 in the file, written back to disk; a later read of it (a second stream, Link) reads it in.
+Letting go runs in a worker thread too: starting write-back can wait for the disk's queue
+(on the loop it took 0.1 ms a chunk at the median, but 2.3-3.9 ms at p99 and up to 8.5 ms).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ async def send_output(writer: asyncio.StreamWriter, job: Job, limit: int) -> int
     sock = writer.get_extra_info("socket")
     with contextlib.suppress(OSError):  # a smaller buffer only costs speed
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+    loop = asyncio.get_running_loop()
     limit += READ_CHUNK
     sent = 0
     with contextlib.ExitStack() as stack:
@@ -76,7 +79,8 @@ async def send_output(writer: asyncio.StreamWriter, job: Job, limit: int) -> int
                 if size <= 0:
                     continue
                 await _send_chunk(writer, sock.fileno(), name, f, offsets[name], size)
-                let_go[name] = _let_go(f.fileno(), let_go[name], offsets[name], size)
+                let_go[name] = await loop.run_in_executor(None, _let_go, f.fileno(), let_go[name],
+                                                          offsets[name], size)
                 offsets[name] += size
                 sent += size
                 progressed = True
