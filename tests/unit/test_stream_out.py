@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import mmap
 import logging
+import mmap
 import os
 import secrets
 import socket
