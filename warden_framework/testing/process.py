@@ -76,19 +76,25 @@ class ServerProcess:
         return self.proc.wait(timeout)
 
     def stop_and_clean(self) -> None:
-        """Destroy every container, stop the server, remove host-wide state (chains, groups)."""
-        if self.proc is None or self.proc.poll() is not None:
-            self.start()
-        with Client(self.socket) as c:
-            for handle in c.list().handles:
-                try:
-                    c.destroy(handle=handle)
-                except Exception:
-                    pass
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-        subprocess.run([self.python, "-m", "warden_framework.server.main", "--config",
-                        str(self.config_path), "--teardown-host"], check=True)
+        """Destroy every container, stop the server, remove host-wide state (chains, groups).
+        The host-wide state goes also when the server cannot be started again (a server that
+        failed after setting up the host leaves it, and a start fails the same way): the
+        failure is raised after."""
+        try:
+            if self.proc is None or self.proc.poll() is not None:
+                self.start()
+            with Client(self.socket) as c:
+                for handle in c.list().handles:
+                    try:
+                        c.destroy(handle=handle)
+                    except Exception:
+                        pass
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+        finally:
+            self.kill()
+            subprocess.run([self.python, "-m", "warden_framework.server.main", "--config",
+                            str(self.config_path), "--teardown-host"], check=True)
 
 
 def pid_alive(pid: int) -> bool:
