@@ -225,7 +225,7 @@ def host() -> Iterator[Host]:
     if os.geteuid() != 0:
         pytest.skip("needs root: creates namespaces, veths and iptables chains")
     prefix = f"t{secrets.token_hex(3)}"
-    base = IPv4Network(f"10.{random.randrange(200, 250)}.{random.randrange(256)}.0/24")
+    base = IPv4Network(f"10.{random.randrange(200, 250)}.{random.randrange(0, 256, 2)}.0/23")
     pool, rest = base.subnets(prefixlen_diff=1)
     outside, spare = rest.subnets(prefixlen_diff=1)
     outside_host_ip, outside_ip = veth.addresses(next(outside.subnets(new_prefix=30)))

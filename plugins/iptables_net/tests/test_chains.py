@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
@@ -72,12 +72,20 @@ def test_default_rules_reject_an_invalid_network() -> None:
         chains.default_rules(["10.1.0.0/33"], [])
 
 
-def test_forward_rules_goto_each_container_then_drop_the_pool() -> None:
+def test_forward_rules_goto_each_chained_container_then_the_group_then_drop_the_pool() -> None:
     pool = IPv4Network("10.254.0.0/24")
     other = "0123456789v"
-    assert [r.render() for r in chains.forward_rules("warden", [CID, other], {CID}, pool)] == [
-        f"-i w-{CID}-0 -g warden-i-{CID}", f"-i w-{other}-0 -g warden-default",
-        "-s 10.254.0.0/24 -j DROP"]
+    group = hex(chains.device_group("warden"))
+    assert [r.render() for r in chains.forward_rules("warden", [CID, other], pool)] == [
+        f"-i w-{CID}-0 -g warden-i-{CID}", f"-i w-{other}-0 -g warden-i-{other}",
+        f"-m devgroup --src-group {group} -g warden-default", "-s 10.254.0.0/24 -j DROP"]
+
+
+def test_each_prefix_has_a_device_group_of_its_own_never_the_default() -> None:
+    groups = {chains.device_group(f"w{n}") for n in range(1000)}
+    assert len(groups) == 1000 and 0 not in groups
+    assert all(0 < group < 2**31 for group in groups)
+    assert chains.device_group("warden") == chains.device_group("warden")
 
 
 def test_iface_id_recognises_only_a_containers_host_end() -> None:
@@ -117,10 +125,19 @@ def test_ingress_rules_leave_containers_to_their_chains_then_admit_replies_and_d
     ]
 
 
-def test_per_container_guards_match_the_containers_veth() -> None:
-    assert chains.input_goto("warden", CID).render() == f"-i w-{CID}-0 -g warden-host"
-    assert chains.antispoof(CID, "10.254.0.6").render() == (
-        f"! -s 10.254.0.6/32 -i w-{CID}-0 -j DROP")
+def test_guards_match_the_servers_veths_and_the_routes_back() -> None:
+    group = hex(chains.device_group("warden"))
+    assert [r.render() for r in chains.input_rules("warden")] == [
+        f"-m devgroup --src-group {group} -g warden-host"]
+    assert [r.render() for r in chains.antispoof_rules()] == [
+        "-m rpfilter --invert -j DROP", "! -s 0.0.0.2/0.0.0.3 -j DROP"]
+
+
+def test_the_address_bits_leave_only_a_containers_own_address_of_its_slash_30() -> None:
+    bits, mask = (IPv4Address(part) for part in chains.CONTAINER_ADDRESS_BITS.split("/"))
+    subnet = IPv4Network("10.254.0.4/30")
+    kept = [a for a in subnet if int(a) & int(mask) == int(bits)]
+    assert kept == [IPv4Address(veth.addresses(subnet)[1])]
 
 
 def test_container_chains() -> None:

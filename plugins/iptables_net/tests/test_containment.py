@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import time
+from ipaddress import IPv4Network
 
 import pytest
 
@@ -190,36 +191,68 @@ def test_forged_source_udp_does_not_leave_for_an_allowed_network(host, container
         host.setup()
 
 
-def test_antispoof_rule_names_the_veth_and_the_containers_address(
+@pytest.mark.parametrize("forged", ["network", "host end", "broadcast", "neighbour",
+                                    "outside the pool"])
+def test_no_forged_source_reaches_the_host_with_rp_filter_loose(host, containers,
+                                                                forged) -> None:
+    """The anti-spoofing rules stand alone: the host lets the containers in
+    (allow_host_access) and the kernel's reverse-path filter is loose, on the veth and for
+    all. What is left to forge: the other addresses of the container's own /30 (its
+    network, the host's end, its broadcast), a neighbour's address, one outside the pool."""
+    box, neighbour = containers(), containers()
+    net = IPv4Network(box.record["network"])
+    source = {"network": net.network_address, "host end": net.network_address + 1,
+              "broadcast": net.broadcast_address, "neighbour": neighbour.ip,
+              "outside the pool": host.spare.network_address + 9}[forged]
+    iface = chains.host_iface(box.id)
+    sysctls = [f"{kernel.IPV4_CONF}/{name}/rp_filter" for name in ("all", iface)]
+    before = [sysctl(path) for path in sysctls]
+    try:
+        for path in sysctls:
+            with open(path, "w") as f:
+                f.write("2")
+        host.setup(allow_host_access=True)
+        with udp_listener(None, box.host_ip) as sock:
+            forge_and_send(box, str(source), box.host_ip, sock.getsockname()[1])
+            assert received_until(sock, b"genuine") == [(b"genuine", box.ip)]
+    finally:
+        for path, value in zip(sysctls, before):
+            with open(path, "w") as f:
+                f.write(value)
+        host.setup()
+
+
+def test_a_container_veth_is_in_its_servers_device_group_and_nothing_names_it(
         host, containers, view) -> None:
+    """The host chains match the group of the host end, which only the host can change;
+    a container without rules of its own has no rule naming its veth or address."""
     box = containers()
-    chain = chains.antispoof_chain(host.prefix)
-    raw = view.run("iptables-legacy", "-t", "raw", "-S")
-    assert f"-A PREROUTING -i w-+ -j {chain}" in raw
-    assert f"-A {chain} ! -s {box.ip}/32 -i {chains.host_iface(box.id)} -j DROP" in raw
+    assert kernel.link_group(chains.host_iface(box.id)) == chains.device_group(host.prefix)
+    assert view.rules_with(box.id) == [] and view.rules_with(f"{box.ip}/") == []
+    assert view.in_ns(box.pid, "ip", "-o", "link", "show", "dev",
+                      chains.container_iface(box.id)).count("group default") == 1
 
 
 # ------------------------------------------------------------------ host block, ingress
 
-def test_host_block_matches_the_veth_not_the_source(host, containers, view) -> None:
-    box = containers()
+def test_host_block_matches_the_veth_not_the_source(host, view) -> None:
     assert view.rules_with(f"-A INPUT -i w-+ -j {chains.input_chain(host.prefix)}")
-    assert view.rules_with(f"-A {chains.input_chain(host.prefix)} -i "
-                           f"{chains.host_iface(box.id)} -g {chains.host_chain(host.prefix)}")
+    group = hex(chains.device_group(host.prefix))
+    assert view.rules_with(f"-A {chains.input_chain(host.prefix)} -m devgroup --src-group "
+                           f"{group} -g {chains.host_chain(host.prefix)}")
     blocks = view.rules_with(chains.host_block_tag(host.prefix))
     assert len(blocks) == 1 and " -s " not in blocks[0]
 
 
 def test_host_block_refuses_a_forged_source_with_the_other_layers_gone(
         host, containers) -> None:
-    """The block goes by veth: with its anti-spoofing rule deleted and rp_filter off, a
+    """The block goes by veth: with the anti-spoofing rules deleted and rp_filter off, a
     container still cannot reach the host from an address outside the pool (a source-range
     block let exactly that through)."""
     box = containers()
     iface = chains.host_iface(box.id)
     with kernel.iptables() as ipt:
-        ipt.delete_where(chains.RAW, chains.antispoof_chain(host.prefix),
-                         lambda listed: listed.in_iface == iface)
+        ipt.flush(chains.RAW, chains.antispoof_chain(host.prefix))
     with open(f"/proc/sys/net/ipv4/conf/{iface}/rp_filter", "w") as f:
         f.write("0")
     try:

@@ -90,7 +90,7 @@ def test_hook_setup_host_twice_changes_no_rule_and_keeps_containers(driver, sett
     after = view.rules_with(driver.prefix)
     assert after == before
     assert len([r for r in after if f"-A FORWARD -i w-+ -j {driver.prefix}-forward" in r]) == 1
-    assert len(view.rules_with(f"-i w-{container.id}-0 -g {driver.prefix}-default")) == 1
+    assert kernel.link_group(f"w-{container.id}-0") == chains.device_group(driver.prefix)
     with open(kernel.IP_FORWARD) as f:
         assert f.read().strip() == "1"
 
@@ -131,7 +131,7 @@ def test_hook_setup_net_connects_the_container_and_records_its_links(
     assert chains.host_iface(box.id) in view.links_with(box.id)
     assert chains.ifb_iface(box.id) not in view.links_with(box.id), "ifb before any shaping"
     assert f"inet {box.container_ip}/30" in view.in_ns(init_pid(box), "ip", "-o", "addr")
-    assert view.rules_with(f"-i w-{box.id}-0 -g {driver.prefix}-default")
+    assert kernel.link_group(f"w-{box.id}-0") == chains.device_group(driver.prefix)
     server = servers(init_pid(box), box.container_ip, token="inside")
     assert connect(None, box.container_ip, server.port) == "inside"
 
@@ -159,13 +159,16 @@ def test_hook_teardown_net_removes_links_and_chains_and_twice_is_harmless(
 
 
 def test_hook_teardown_net_without_record_after_setup_net_failed_halfway(
-        driver, settings, new_container, view) -> None:
+        driver, settings, new_container, view, monkeypatch) -> None:
     box = new_container()
-    box.records["exec"] = {"pid": dead_pid()}
-    with pytest.raises(DriverError):
+
+    def init_gone(*_) -> None:
+        raise kernel.KernelError("the container's init died")
+
+    monkeypatch.setattr(kernel, "configure_in_netns", init_gone)
+    with pytest.raises(DriverError, match="init died"):
         driver.setup_net(container=box, settings=settings)
-    assert view.rules_with(f"-i w-{box.id}-0 -g {driver.prefix}-default"), \
-        "chains come before the veth"
+    assert chains.host_iface(box.id) in view.links_with(box.id), "the veth was made"
     driver.teardown_net(container=box, record=None)
     assert view.rules_with(box.id) == []
     assert view.links_with(box.id) == []

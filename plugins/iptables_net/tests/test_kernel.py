@@ -42,12 +42,13 @@ def test_setup_host_twice_adds_no_rule(host, containers, view) -> None:
                  f"--comment {host.prefix}-block-traffic-to-host"):
         assert len([line for line in after if hook in line]) == 1, hook
     assert len([line for line in after if f"--comment {host.prefix}-ipv6-guard" in line]) == 2
-    # the containers kept their gotos, to the default chain and to the container's own
-    assert len(view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-default")) == 1
+    group = hex(chains.device_group(host.prefix))
+    for chain, target in (("forward", "default"), ("input", "host")):
+        assert len(view.rules_with(f"-A {host.prefix}-{chain} -m devgroup --src-group {group} "
+                                   f"-g {host.prefix}-{target}")) == 1
+    # the chained container kept its goto; the other one has no rule of its own
     assert len(view.rules_with(f"-i w-{chained.id}-0 -g {host.prefix}-i-{chained.id}")) == 1
-    assert not view.rules_with(f"-i w-{chained.id}-0 -g {host.prefix}-default")
-    assert len(view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-host")) == 1
-    assert len(view.rules_with(f"! -s {box.ip}/32 -i w-{box.id}-0 -j DROP")) == 1
+    assert view.rules_with(box.id) == []
 
 
 def test_setup_host_enables_forwarding(host) -> None:
@@ -62,9 +63,52 @@ def test_list_container_ids_lists_chains_present(host, containers) -> None:
     assert first.id not in network.list_container_ids(host.prefix)
 
 
-def test_setup_chains_without_host_chains_fails(view) -> None:
+def test_a_container_without_host_chains_fails_before_its_links(netns, view) -> None:
+    cid = view.unique_id()
     with pytest.raises(kernel.KernelError, match="run setup_host first"):
-        network.setup_chains(f"u{secrets.token_hex(3)}", view.unique_id(), "10.0.0.2")
+        network.setup_container(f"u{secrets.token_hex(3)}", cid, netns(),
+                                IPv4Network("10.251.0.4/30"), 1500)
+    with pytest.raises(kernel.KernelError, match="run setup_host first"):
+        network.recover_chains(f"u{secrets.token_hex(3)}", cid)
+    assert view.links_with(cid) == []
+
+
+def test_setup_host_moves_the_containers_of_a_server_without_device_groups(
+        host, netns, view) -> None:
+    """A restart onto this version: the live containers' veths were made without a group,
+    each with a forward and an input goto and an anti-spoofing rule of its own. setup_host
+    puts the veths in the group and replaces their rules; a chained container keeps its
+    goto; then neither container has a rule naming it, nor does the chained one need one."""
+    plain, chained = view.unique_id(), view.unique_id()
+    made = {cid: veth.setup_links(cid, netns(), next(host.subnets), 1500)
+            for cid in (plain, chained)}
+    forward, instance = chains.forward_chain(host.prefix), chains.instance_chain(host.prefix,
+                                                                                chained)
+    try:
+        with kernel.iptables() as ipt:
+            ipt.ensure_chain(chains.FILTER, instance)
+            ipt.append(chains.FILTER, instance, chains.Rule(chains.default_chain(host.prefix),
+                                                            goto=True))
+            for cid, record in made.items():
+                iface = chains.host_iface(cid)
+                target = instance if cid == chained else chains.default_chain(host.prefix)
+                ipt.insert(chains.FILTER, forward, chains.Rule(target, goto=True, in_iface=iface))
+                ipt.append(chains.FILTER, chains.input_chain(host.prefix), chains.Rule(
+                    chains.host_chain(host.prefix), goto=True, in_iface=iface))
+                ipt.append(chains.RAW, chains.antispoof_chain(host.prefix), chains.Rule(
+                    "DROP", in_iface=iface, src=f"!{record['container_ip']}/32"))
+        assert kernel.link_group(chains.host_iface(plain)) == 0
+        host.setup()
+        for cid in (plain, chained):
+            assert kernel.link_group(chains.host_iface(cid)) == chains.device_group(host.prefix)
+        assert view.rules_with(plain) == []
+        assert view.rules_with(f"-A {forward} -i ") == [
+            f"filter -A {forward} -i w-{chained}-0 -g {instance}"]
+        assert set(network.list_container_ids(host.prefix)) >= {plain, chained}
+    finally:
+        for cid in (plain, chained):
+            network.teardown_container(host.prefix, cid)
+    assert view.rules_with(chained) == [] and view.links_with(plain) == []
 
 
 # --------------------------------------------------------------------------- links
@@ -306,46 +350,26 @@ def test_teardown_container_leaves_nothing(host, containers, view) -> None:
     assert view.rules_with(f"-A {host.prefix}-forward -s {host.pool} -j DROP")  # untouched
 
 
-def test_teardown_with_the_address_deletes_exactly_the_anti_spoofing_rule(host, containers,
-                                                                         view) -> None:
-    box, neighbour = containers(), containers()
-    network.teardown_container(host.prefix, box.id, box.pid, box.ip)
-    assert view.rules_with(box.id) == []
-    assert view.links_with(box.id) == []
-    assert len(view.rules_with(f"! -s {neighbour.ip}/32 -i w-{neighbour.id}-0 -j DROP")) == 1
-
-
-def test_an_anti_spoofing_rule_not_as_recorded_is_found_by_the_veth(host, containers,
-                                                                     view) -> None:
-    """The exact rule for the recorded address is deleted in C; if it is not there (a rule
-    for another address on the veth instead), the chain is walked for the veth."""
-    box, other = containers(), containers()
-    antispoof = chains.antispoof_chain(host.prefix)
-    with kernel.iptables() as ipt:
-        ipt.delete(chains.RAW, antispoof, chains.antispoof(box.id, box.ip))
-        ipt.append(chains.RAW, antispoof, chains.antispoof(box.id, "10.1.2.3"))
-    network.setup_chains(host.prefix, box.id, box.ip)  # a recovery's re-run
-    assert view.rules_with(f"-i w-{box.id}-0 -j DROP") == [
-        f"raw -A {antispoof} ! -s {box.ip}/32 -i w-{box.id}-0 -j DROP"]
-    with kernel.iptables() as ipt:
-        ipt.delete(chains.RAW, antispoof, chains.antispoof(box.id, box.ip))
-        ipt.append(chains.RAW, antispoof, chains.antispoof(box.id, "10.1.2.3"))
-    network.teardown_container(host.prefix, box.id, box.pid, box.ip)
-    assert view.rules_with(box.id) == []
-    assert len(view.rules_with(f"! -s {other.ip}/32 -i w-{other.id}-0 -j DROP")) == 1
+def test_containers_without_rules_change_no_table(host, containers, view) -> None:
+    """Every legacy table is read and written whole on a change: a create and a destroy
+    that change none cost the same with any number of containers."""
+    before = view.iptables()
+    boxes = [containers() for _ in range(3)]
+    assert view.iptables() == before
+    for box in boxes:
+        network.teardown_container(host.prefix, box.id, box.pid)
+    assert view.iptables() == before
 
 
 def test_a_container_gets_its_chains_only_with_its_first_rule_needing_them(
         host, containers, view) -> None:
     """Each table is rewritten whole on a change, at a cost growing with its chains, and
     every inbound packet walks the nat jumps: a container without net_out has no filter
-    chain (its forward goto goes to the default chain), one without net_in adds nothing to
-    nat, one without a logging net_out no log chain."""
+    chain (the group's rule sends it to the default chain), one without net_in adds nothing
+    to nat, one without a logging net_out no log chain."""
     box = containers()
     instance = f"{host.prefix}-i-{box.id}"
-    assert view.rules_with(f"nat -N {instance}") == []
-    assert view.rules_with(f"filter -N {instance}") == []
-    assert len(view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-default")) == 1
+    assert view.rules_with(box.id) == []
     for port in (8080, 8081):
         network.net_in(host.prefix, box.id, box.ip, port, port)
     assert len(view.rules_with(f"nat -A {host.prefix}-prerouting -j {instance}")) == 1
@@ -361,26 +385,23 @@ def test_a_container_gets_its_chains_only_with_its_first_rule_needing_them(
     assert view.rules_with(f"filter -A {instance} -g {host.prefix}-default")
 
 
-def test_a_rerun_of_setup_chains_leaves_the_container_as_a_new_one(host, containers,
-                                                                   view) -> None:
-    """Recovery re-runs setup_chains, then re-applies the container's rules."""
+def test_recover_chains_leaves_the_container_as_a_new_one(host, containers, view) -> None:
+    """Recovery's first step, before it re-applies the container's rules."""
     box = containers()
     instance = f"{host.prefix}-i-{box.id}"
     network.net_in(host.prefix, box.id, box.ip, 8080, 8080)
     allow_out(host.prefix, box.id, network=host.outside_ip, log=True)
-    network.setup_chains(host.prefix, box.id, box.ip)
-    assert view.rules_with(instance) == []
-    assert len(view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-default")) == 1
-    assert len(view.rules_with(f"! -s {box.ip}/32 -i w-{box.id}-0 -j DROP")) == 1
+    network.recover_chains(host.prefix, box.id)
+    assert view.rules_with(box.id) == []
     allow_out(host.prefix, box.id, network=host.outside_ip)
     assert len(view.rules_with(f"-i w-{box.id}-0 -g {instance}")) == 1
-    assert view.rules_with(f"-i w-{box.id}-0 -g {host.prefix}-default") == []
 
 
-def test_teardown_container_after_partial_setup(host, netns, view) -> None:
-    only_links, only_chains = view.unique_id(), view.unique_id()
+def test_teardown_container_after_partial_setup(host, netns, containers, view) -> None:
+    only_links, only_chains = view.unique_id(), containers().id
     veth.setup_links(only_links, netns(), next(host.subnets), 1500)
-    network.setup_chains(host.prefix, only_chains, "10.0.0.2")
+    allow_out(host.prefix, only_chains, port=80)
+    kernel.delete_link(chains.host_iface(only_chains))
     for cid in (only_links, only_chains):
         network.teardown_container(host.prefix, cid)
         assert view.rules_with(cid) == []
@@ -389,8 +410,10 @@ def test_teardown_container_after_partial_setup(host, netns, view) -> None:
 
 def test_teardown_only_touches_its_own_container(host, containers, view) -> None:
     keep, drop = containers(), containers()
+    for box in (keep, drop):
+        allow_out(host.prefix, box.id, port=80)
     network.teardown_container(host.prefix, drop.id)
-    assert view.rules_with(f"-i w-{keep.id}-0 -g {host.prefix}-default")
+    assert view.rules_with(f"-i w-{keep.id}-0 -g {host.prefix}-i-{keep.id}")
     assert chains.host_iface(keep.id) in kernel.link_names()
 
 

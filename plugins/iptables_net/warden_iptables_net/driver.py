@@ -73,7 +73,7 @@ class IptablesDriver(NetworkDriver):
     def teardown_net(self, container, record):
         with _driver_errors(f"tear down network of {container.id}"):
             network.teardown_container(self.prefix, container.id,
-                                       (record or {}).get("netns_pid"), container.container_ip)
+                                       (record or {}).get("netns_pid"))
 
     @hookimpl
     def net_in(self, container, host_port, container_port):
@@ -127,7 +127,7 @@ class IptablesDriver(NetworkDriver):
         with _driver_errors(f"recover network of {container.id}"):
             if kernel.link_mtu(f"w-{container.id}-0") is None:
                 raise DriverError(f"host interface w-{container.id}-0 of {container.id} is gone")
-            network.setup_chains(self.prefix, container.id, container.container_ip)
+            network.recover_chains(self.prefix, container.id)
             for host_port, container_port in container.net_in_rules:
                 network.net_in(self.prefix, container.id, container.container_ip, host_port,
                                container_port)

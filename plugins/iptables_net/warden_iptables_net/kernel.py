@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +46,11 @@ IPV4_CONF = "/proc/sys/net/ipv4/conf"
 IPV6_CONF = "/proc/sys/net/ipv6/conf"  # absent when the kernel runs without IPv6
 PSCHED = "/proc/net/psched"
 SYS_CLASS_NET = "/sys/class/net"
+IPTABLES_MATCHES = "/proc/net/ip_tables_matches"
+MODULES = "/lib/modules"
+# match: (its module, the kernel option that builds it)
+NEEDED_MATCHES = {"devgroup": ("xt_devgroup", "CONFIG_NETFILTER_XT_MATCH_DEVGROUP"),
+                  "rpfilter": ("ipt_rpfilter", "CONFIG_IP_NF_MATCH_RPFILTER")}
 LINK_POLL = 0.0005  # seconds between looks while a dying netns takes its veth along
 XTABLES_LOCK = os.environ.get("XTABLES_LOCKFILE", "/run/xtables.lock")
 CLONE_NEWNET = 0x40000000
@@ -73,14 +78,32 @@ class KernelError(RuntimeError):
 
 def host_unavailable_reason() -> str | None:
     """None when this host has what the driver needs (IPv4 networking, python-iptables able
-    to load libiptc), else what is missing, with the fix."""
+    to load libiptc, the matches the rules use), else what is missing, with the fix."""
     if not os.path.exists(IP_FORWARD):
         return "the kernel has no IPv4 networking"
     try:
         import iptc  # noqa: F401  (loads libiptc: the legacy tables)
     except Exception as exc:  # ImportError or the library's own load error
         return f"python-iptables cannot load libiptc: {exc} (apt-get install iptables)"
+    missing = missing_matches()
+    if missing:
+        return "the kernel has no iptables match " + ", ".join(
+            f"{name} ({NEEDED_MATCHES[name][1]})" for name in missing)
     return None
+
+
+def missing_matches() -> list[str]:
+    """The matches of NEEDED_MATCHES that the kernel neither has registered nor can load
+    (the first rule using a match loads its module)."""
+    with open(IPTABLES_MATCHES) as f:
+        registered = set(f.read().split())
+    modules = os.path.join(MODULES, os.uname().release)
+    known = ""
+    for index in ("modules.dep", "modules.builtin"):
+        with suppress(OSError), open(os.path.join(modules, index)) as f:
+            known += f.read()
+    return [name for name, (module, _) in NEEDED_MATCHES.items()
+            if name not in registered and f"/{module}.ko" not in known]
 
 
 # ------------------------------------------------------------------------ iptables
@@ -523,9 +546,9 @@ class Rtnl:
         self._sock.close()
 
     def add_veth(self, name: str, peer: str, mtu: int | None, *, netns_pid: int | None = None,
-                 netns_fd: int | None = None) -> None:
-        """A veth pair, `name` up in this socket's netns, `peer` born in the netns of
-        `netns_pid` or of the namespace file `netns_fd`."""
+                 netns_fd: int | None = None, group: int = 0) -> None:
+        """A veth pair, `name` up in this socket's netns (in device group `group`), `peer`
+        born in the netns of `netns_pid` or of the namespace file `netns_fd`."""
         peer_attrs = [("IFLA_IFNAME", peer)]
         if netns_pid is not None:
             peer_attrs.append(("IFLA_NET_NS_PID", netns_pid))
@@ -534,7 +557,10 @@ class Rtnl:
         if mtu is not None:
             peer_attrs.append(("IFLA_MTU", mtu))
         data = {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}
-        self._request(_new_link(name, mtu, "veth", data), RTM_NEWLINK, NLM_F_CREATE_NEW)
+        msg = _new_link(name, mtu, "veth", data)
+        if group:
+            msg["attrs"].append(("IFLA_GROUP", group))
+        self._request(msg, RTM_NEWLINK, NLM_F_CREATE_NEW)
 
     def add_ifb(self, name: str, mtu: int | None) -> None:
         self._request(_new_link(name, mtu, "ifb"), RTM_NEWLINK, NLM_F_CREATE_NEW)
@@ -616,14 +642,15 @@ def _rtnl(action: str) -> Iterator[Rtnl]:
 
 
 def create_veth(host: str, peer: str, netns_pid: int, mtu: int, address: str,
-                prefixlen: int) -> None:
+                prefixlen: int, group: int = 0) -> None:
     """Create a veth pair whose `peer` end is born in the netns of `netns_pid`.
 
-    The host end comes up with `address/prefixlen`. Creating the peer in place is one
-    netlink call; moving it afterwards would cost a namespace move (DESIGN.md).
+    The host end comes up with `address/prefixlen`, in device group `group` from its first
+    packet on (the group is part of the request that makes it). Creating the peer in place
+    is one netlink call; moving it afterwards would cost a namespace move (DESIGN.md).
     """
     with _rtnl(f"add veth {host} with peer {peer} in netns of pid {netns_pid}") as nl:
-        nl.add_veth(host, peer, mtu, netns_pid=netns_pid)
+        nl.add_veth(host, peer, mtu, netns_pid=netns_pid, group=group)
     with _rtnl(f"add address {address}/{prefixlen} to {host}") as nl:
         nl.add_address(_index(host), address, prefixlen)
 
@@ -705,9 +732,19 @@ def delete_link(ifname: str) -> bool:
 
 
 def link_mtu(ifname: str) -> int | None:
-    """The MTU of the host's link `ifname` from sysfs, None if there is no such link."""
+    """The MTU of the host's link `ifname`, None if there is no such link."""
+    return _link_number(ifname, "mtu")
+
+
+def link_group(ifname: str) -> int | None:
+    """The device group of the host's link `ifname`, None if there is no such link."""
+    return _link_number(ifname, "netdev_group")
+
+
+def _link_number(ifname: str, attribute: str) -> int | None:
+    """A number sysfs shows of the host's link `ifname` (no netlink, no rtnl lock)."""
     try:
-        with open(os.path.join(SYS_CLASS_NET, ifname, "mtu")) as f:
+        with open(os.path.join(SYS_CLASS_NET, ifname, attribute)) as f:
             return int(f.read())
     except FileNotFoundError:
         return None
@@ -753,6 +790,22 @@ def process_alive(pid: int) -> bool:
 def link_names() -> list[str]:
     """Names of the host's links, from sysfs."""
     return sorted(os.listdir(SYS_CLASS_NET))
+
+
+def join_group(ifname: str, group: int) -> bool:
+    """Put the host's link `ifname` in device group `group`; False if there is no such link."""
+    try:
+        with open(os.path.join(SYS_CLASS_NET, ifname, "netdev_group"), "w") as f:
+            f.write(f"{group}\n")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def links_in_group(group: int, starting: str = "") -> list[str]:
+    """Names of the host's links starting with `starting` that are in device group `group`."""
+    return [name for name in link_names()
+            if name.startswith(starting) and link_group(name) == group]
 
 
 def _index(ifname: str) -> int:

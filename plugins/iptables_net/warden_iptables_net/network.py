@@ -8,15 +8,11 @@ owns from names derived from the prefix and container id (facts §10.3, §10.4).
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from ipaddress import IPv4Network
 
 from warden_iptables_net import chains, kernel, rules, veth
 from warden_iptables_net.chains import FILTER, FILTER6, NAT, RAW, Listed
 from warden_iptables_net.kernel import Iptables
-
-# setup_container's second threads (chains for concurrent creates queue on one lock anyway).
-_CHAIN_MAKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="iptables-chains")
 
 
 # ----------------------------------------------------------------------- the host
@@ -25,13 +21,14 @@ def setup_host(prefix: str, pool_network: IPv4Network | str, allow_networks: lis
                deny_networks: list[str], allow_host_access: bool) -> None:
     """(Re)build the host chains and hooks for `prefix`; enable forwarding.
 
-    Containers whose chains exist keep their forward and input gotos, anti-spoofing rule
-    and DNAT jump, so a restart does not cut live containers off (nor unguard them).
-    Running it twice changes nothing.
+    Containers with chains of their own keep their forward gotos and DNAT jumps, so a
+    restart does not cut live containers off (nor unguard them). Running it twice changes
+    nothing.
     """
     chains.check_prefix(prefix)
     pool = IPv4Network(pool_network, strict=False)
     with kernel.iptables() as ipt:
+        _adopt_veths(ipt, prefix)
         _setup_filter(ipt, prefix, pool, allow_networks, deny_networks, allow_host_access)
         _setup_raw(ipt, prefix)
         _setup_nat(ipt, prefix, pool)
@@ -64,11 +61,21 @@ def teardown_host(prefix: str) -> None:
 
 
 def list_container_ids(prefix: str) -> list[str]:
-    """Ids of the containers with a goto in the forward chain or a nat chain under this
-    prefix."""
+    """Ids of the containers with a veth in this prefix's device group, a goto in its
+    forward chain or a nat chain under it."""
     chains.check_prefix(prefix)
     with kernel.iptables() as ipt:
-        return _container_ids(ipt, prefix)
+        listed = _container_ids(ipt, prefix)
+    return sorted({*listed, *_group_ids(prefix)})
+
+
+def _adopt_veths(ipt: Iptables, prefix: str) -> None:
+    """Veths made before veths had a device group (each had a goto of its own in the
+    forward chain then) join the group, before _setup_filter replaces the rules that
+    named them with the group's."""
+    group = chains.device_group(prefix)
+    for container_id in _forward_ids(ipt, prefix):
+        kernel.join_group(chains.host_iface(container_id), group)
 
 
 def _setup_filter(ipt: Iptables, prefix: str, pool: IPv4Network, allow: list[str],
@@ -76,18 +83,16 @@ def _setup_filter(ipt: Iptables, prefix: str, pool: IPv4Network, allow: list[str
     forward, default = chains.forward_chain(prefix), chains.default_chain(prefix)
     ingress = chains.ingress_chain(prefix)
     host, input_ = chains.host_chain(prefix), chains.input_chain(prefix)
-    ids = _forward_ids(ipt, prefix)
-    chained = {cid for cid in ids if ipt.has_chain(FILTER, chains.instance_chain(prefix, cid))}
+    # in the forward chain's order, so that a second run changes nothing
+    chained = [cid for cid in _forward_ids(ipt, prefix)
+               if ipt.has_chain(FILTER, chains.instance_chain(prefix, cid))]
     for chain in (forward, default, ingress, host, input_):
         ipt.ensure_chain(FILTER, chain)
     _fill(ipt, FILTER, default, chains.default_rules(allow, deny))
-    _fill(ipt, FILTER, forward, chains.forward_rules(prefix, ids, chained, pool))
+    _fill(ipt, FILTER, forward, chains.forward_rules(prefix, chained, pool))
     _fill(ipt, FILTER, ingress, chains.ingress_rules(pool))
     _fill(ipt, FILTER, host, chains.host_rules(prefix, allow_host_access))
-    # Each chain keeps its order, so that a second run changes nothing.
-    ordered = [cid for cid in _goto_ids(ipt, input_) if cid in ids]
-    ordered += [cid for cid in ids if cid not in ordered]
-    _fill(ipt, FILTER, input_, [chains.input_goto(prefix, cid) for cid in ordered])
+    _fill(ipt, FILTER, input_, chains.input_rules(prefix))
     _hook(ipt, FILTER, "FORWARD", chains.forward_jump(prefix))
     _hook(ipt, FILTER, "FORWARD", chains.ingress_jump(prefix))
     _hook(ipt, FILTER, "INPUT", chains.input_jump(prefix))
@@ -97,11 +102,9 @@ def _setup_filter(ipt: Iptables, prefix: str, pool: IPv4Network, allow: list[str
 
 
 def _setup_raw(ipt: Iptables, prefix: str) -> None:
-    """The antispoof chain keeps the rules of containers that have gotos; others go."""
     antispoof = chains.antispoof_chain(prefix)
     ipt.ensure_chain(RAW, antispoof)
-    live = {chains.host_iface(cid) for cid in _forward_ids(ipt, prefix)}
-    ipt.delete_where(RAW, antispoof, lambda listed: listed.in_iface not in live)
+    _fill(ipt, RAW, antispoof, chains.antispoof_rules())
     _hook(ipt, RAW, "PREROUTING", chains.antispoof_jump(prefix))
 
 
@@ -146,15 +149,20 @@ def _tagged(tag: str) -> Callable[[Listed], bool]:
 
 
 def _forward_ids(ipt: Iptables, prefix: str) -> list[str]:
-    """Containers with a goto in the forward chain, in its order: all that are set up (its
-    only other rule, the DROP, names no interface)."""
-    return _goto_ids(ipt, chains.forward_chain(prefix))
-
-
-def _goto_ids(ipt: Iptables, chain: str) -> list[str]:
-    """Containers with a rule on their veth in filter's `chain`, in the chain's order."""
-    return list(dict.fromkeys(ipt.select(FILTER, chain,
+    """Containers with a goto in the forward chain, in its order: those with a chain of
+    their own (and every container, in a chain made before device groups)."""
+    return list(dict.fromkeys(ipt.select(FILTER, chains.forward_chain(prefix),
                                          lambda listed: chains.iface_id(listed.in_iface))))
+
+
+def _group_ids(prefix: str) -> set[str]:
+    """Containers whose host veth is in this prefix's device group."""
+    names = kernel.links_in_group(chains.device_group(prefix), "w-")
+    return {cid for name in names if (cid := chains.iface_id(name)) is not None}
+
+
+def _in_group(prefix: str, container_id: str) -> bool:
+    return kernel.link_group(chains.host_iface(container_id)) == chains.device_group(prefix)
 
 
 def _nat_ids(ipt: Iptables, prefix: str) -> list[str]:
@@ -170,103 +178,58 @@ def _container_ids(ipt: Iptables, prefix: str) -> list[str]:
 
 def setup_container(prefix: str, container_id: str, netns_pid: int, network: IPv4Network,
                     mtu: int) -> dict:
-    """Links (veth, addresses, route, ifb) and chains for one container; the record.
+    """Links (veth, addresses, route) for one container; the record.
 
-    The chains are made on a second thread while this one makes the links: each waits on
-    the kernel part of the time, and create waits for the longer of the two (links ~2.4 ms,
-    chains ~1 ms). No traffic crosses the veth before both are done, as the container runs
-    nothing before create returns; chains go last on teardown. On failure, what was made
-    stays behind: `teardown_container` removes it.
+    Its veth is born in the server's device group, which the host chains match: until its
+    first net_in or net_out, a container adds no rule to any table (see
+    chains.forward_rules). On failure, what was made stays behind: `teardown_container`
+    removes it.
     """
-    made = _CHAIN_MAKERS.submit(setup_chains, prefix, container_id, veth.addresses(network)[1],
-                                rerun=False)
-    try:
-        record = veth.setup_links(container_id, netns_pid, network, mtu)
-    finally:
-        wait([made])
-    made.result()
+    chains.check_prefix(prefix)
+    kernel.combined(lambda ipt: _require_host_chains(ipt, prefix, _CONTAINER_HOST_CHAINS))
+    record = veth.setup_links(container_id, netns_pid, network, mtu,
+                              chains.device_group(prefix))
     return {**record, "prefix": prefix, "netns_pid": netns_pid}
 
 
-def teardown_container(prefix: str, container_id: str, netns_pid: int | None = None,
-                       container_ip: str | None = None) -> None:
+def teardown_container(prefix: str, container_id: str, netns_pid: int | None = None) -> None:
     """Remove the container's veth, ifb, chains and jumps; whatever of them exists.
 
     `netns_pid` is the process whose netns the container has (the record's), if known:
     once it is dead, the veth goes with its netns (see veth.teardown_links).
-    `container_ip`, if known, names its anti-spoofing rule exactly (see teardown_chains).
     """
     veth.teardown_links(container_id, netns_pid)
-    teardown_chains(prefix, container_id, container_ip)
+    teardown_chains(prefix, container_id)
 
 
-def setup_chains(prefix: str, container_id: str, container_ip: str, rerun: bool = True) -> None:
-    """(Re)create the container's gotos in the forward and input chains and its
-    anti-spoofing rule.
-
-    Its filter chain is made by its first net_out (see chains.forward_goto), its log chain
-    by the first that logs, its nat chain (with the jump to it) by the first net_in: a
-    legacy table is read and written whole on every change, and its cost grows with its
-    chains (at 1,000 containers, reading the filter table took 3.5 ms with two chains each;
-    the nat table 1.2 ms with one); every packet arriving at the host also walked a jump
-    per container in nat PREROUTING.
-
-    A re-run (`rerun`, recovery) first removes everything the last run and the container's
-    rules made; recovery then re-applies the recorded net_in and net_out rules, which make
-    their chains again. A create's first run (`rerun=False`) skips that search of chains
-    that hold a rule per container: nothing of a new id can be there, as teardown_chains
-    deletes the gotos, the anti-spoofing rule and the DNAT jump before the chains they
-    belong to, in the same transaction.
-    """
+def recover_chains(prefix: str, container_id: str) -> None:
+    """Recovery's first step for a live container: its veth joins the device group (if
+    setup_host did not find it: a veth of a container that had no goto of its own), and
+    the chains and rules the container had go, as a new container has none; recovery then
+    applies its recorded net_in and net_out rules again, which make them anew, so rules
+    deleted behind our back come back and none is doubled."""
     chains.check_prefix(prefix)
     chains.check_id(container_id)
-    forward = chains.forward_chain(prefix)
+    kernel.join_group(chains.host_iface(container_id), chains.device_group(prefix))
 
     def change(ipt: Iptables) -> None:
         _require_host_chains(ipt, prefix, _CONTAINER_HOST_CHAINS)
-        if rerun:
-            _delete_container_rules(ipt, prefix, container_id, container_ip)
-        # at the top: above the DROP
-        ipt.insert(FILTER, forward, chains.forward_goto(prefix, container_id, False))
-        ipt.append(FILTER, chains.input_chain(prefix), chains.input_goto(prefix, container_id))
-        ipt.append(RAW, chains.antispoof_chain(prefix),
-                   chains.antispoof(container_id, container_ip))
+        _delete_container_rules(ipt, prefix, container_id)
 
     kernel.combined(change)
 
 
-def teardown_chains(prefix: str, container_id: str, container_ip: str | None = None) -> None:
-    """Remove the container's chains and the jumps to them; harmless if already gone.
-
-    `container_ip` names the anti-spoofing rule exactly (see _delete_container_rules); a
-    host teardown knows only chain names and goes without.
-    """
+def teardown_chains(prefix: str, container_id: str) -> None:
+    """Remove the container's chains and the jumps to them; harmless if already gone."""
     chains.check_prefix(prefix)
     chains.check_id(container_id)
-    kernel.combined(lambda ipt: _delete_container_rules(ipt, prefix, container_id, container_ip))
+    kernel.combined(lambda ipt: _delete_container_rules(ipt, prefix, container_id))
 
 
-def _delete_container_rules(ipt: Iptables, prefix: str, container_id: str,
-                            container_ip: str | None) -> None:
-    """Delete every rule and chain of the container, in an order that leaves no rule
-    pointing at a deleted chain.
-
-    The anti-spoofing rule is deleted as the exact rule setup_chains made for
-    `container_ip` (libiptc finds it in C). Without the address, or if that rule is not
-    there, the rules on the container's veth are found by walking the chain, a rule per
-    container read in Python (decoded whole, as before kernel._ListedEntry, a teardown at
-    1,000 containers took 66 ms, nearly nine tenths of it in that walk; read as far as
-    needed, a restart with 1,000 containers, which re-runs setup_chains for each, still
-    spent seconds in it)."""
-    forward = chains.forward_chain(prefix)
-    for chained in (True, False):
-        ipt.delete(FILTER, forward, chains.forward_goto(prefix, container_id, chained))
-    ipt.delete(FILTER, chains.input_chain(prefix), chains.input_goto(prefix, container_id))
-    antispoof = chains.antispoof_chain(prefix)
-    if container_ip is None or not ipt.delete(RAW, antispoof,
-                                              chains.antispoof(container_id, container_ip)):
-        iface = chains.host_iface(container_id)
-        ipt.delete_where(RAW, antispoof, lambda listed: listed.in_iface == iface)
+def _delete_container_rules(ipt: Iptables, prefix: str, container_id: str) -> None:
+    """Delete every rule and chain of the container, the jumps before the chains they
+    jump to, in one transaction: no rule is left pointing at a deleted chain."""
+    ipt.delete(FILTER, chains.forward_chain(prefix), chains.forward_goto(prefix, container_id))
     instance = chains.instance_chain(prefix, container_id)
     ipt.flush(FILTER, instance)  # it may goto the log chain
     ipt.delete_chain(FILTER, chains.log_chain(prefix, container_id))
@@ -338,19 +301,18 @@ def net_out(prefix: str, container_id: str, rule: rules.NetOutRule) -> None:
 
 
 def _make_instance_chain(ipt: Iptables, prefix: str, container_id: str) -> None:
-    """The container's filter chain, going to the default chain, and its forward goto
-    moved there from the default chain. A container without that goto is torn down (or
-    was never set up): nothing is made for it."""
-    forward = chains.forward_chain(prefix)
+    """The container's filter chain, going to the default chain, and its forward goto to
+    it (above the group's rule). A container whose veth is not in the group is torn down
+    (or was never set up): nothing is made for it."""
     instance = chains.instance_chain(prefix, container_id)
-    if not ipt.delete(FILTER, forward, chains.forward_goto(prefix, container_id, False)):
+    if not _in_group(prefix, container_id):
         raise kernel.KernelError(f"iptables -t {FILTER}: no chain {instance}")
     ipt.ensure_chain(FILTER, instance)
     _fill(ipt, FILTER, instance, chains.instance_rules(prefix), flush=False)
-    ipt.insert(FILTER, forward, chains.forward_goto(prefix, container_id, True))
+    ipt.insert(FILTER, chains.forward_chain(prefix), chains.forward_goto(prefix, container_id))
 
 
 def _is_set_up(ipt: Iptables, prefix: str, container_id: str) -> bool:
-    """Whether the container has its goto in the forward chain (to either target)."""
+    """Whether the container has its filter chain or its veth in the group."""
     return (ipt.has_chain(FILTER, chains.instance_chain(prefix, container_id))
-            or container_id in _forward_ids(ipt, prefix))
+            or _in_group(prefix, container_id))

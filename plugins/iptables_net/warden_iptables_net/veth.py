@@ -36,11 +36,12 @@ def net_record(container_id: str, network: IPv4Network, mtu: int) -> dict:
     }
 
 
-def setup_links(container_id: str, netns_pid: int, network: IPv4Network, mtu: int) -> dict:
+def setup_links(container_id: str, netns_pid: int, network: IPv4Network, mtu: int,
+                group: int = 0) -> dict:
     """Connect the netns of `netns_pid` to the host; return the record.
 
-    The container end is created inside the netns (no move), down. The host end is
-    hardened (rp_filter strict, IPv6 off, no RAs) while the pair has no carrier, so it
+    The container end is created inside the netns (no move), down. The host end is born
+    in device group `group` (the server's: its iptables rules match it) and hardened (rp_filter strict, IPv6 off, no RAs) while the pair has no carrier, so it
     never gets an IPv6 address; then the container end is addressed in the netns, with
     IPv6 off there too, lo up and a default route via the host end. The ifb (for shaping
     traffic out of the container) is left to the first limit_bandwidth: most containers are
@@ -49,7 +50,7 @@ def setup_links(container_id: str, netns_pid: int, network: IPv4Network, mtu: in
     chains.check_id(container_id)
     record = net_record(container_id, network, mtu)
     kernel.create_veth(record["host_iface"], record["container_iface"], netns_pid, mtu,
-                       record["host_ip"], SUBNET_PREFIXLEN)
+                       record["host_ip"], SUBNET_PREFIXLEN, group)
     kernel.harden_host_link(record["host_iface"])
     kernel.configure_in_netns(netns_pid, record["container_iface"], record["container_ip"],
                               SUBNET_PREFIXLEN, record["host_ip"])
