@@ -42,6 +42,22 @@ def test_mount_points_unescapes_octal_fields(tmp_path: Path) -> None:
     assert kernel.mount_points(str(info)) == ["/", "/var/with space\ttab\\back"]
 
 
+def test_mounts_under_finds_escaped_paths_in_the_mount_point_field_only(tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 0:21 / / rw - ext4 /dev/vda1 rw\n"
+        r"40 22 0:35 / /d/c\040x rw - tmpfs tmpfs rw" "\n"
+        r"41 40 0:36 / /d/c\040x/rootfs/a\011b rw - tmpfs tmpfs rw" "\n"
+        r"42 22 0:35 /d/c\040x/rootfs /elsewhere rw - tmpfs tmpfs rw" "\n"  # a bind from it
+        r"43 22 0:37 / /d/c\040xy rw - tmpfs tmpfs rw" "\n"  # a sibling sharing the prefix
+        r"44 40 0:38 / /d/c\040x/upper rw - tmpfs tmpfs rw")  # the last line, no newline
+    assert kernel.mounts_under(Path("/d/c x"), mountinfo=str(info)) == [
+        "/d/c x/rootfs/a\tb", "/d/c x/upper", "/d/c x"]
+    assert kernel.mounts_under(Path("/d/c x/upper"), Path("/d/c xy"), mountinfo=str(info)) == [
+        "/d/c x/upper", "/d/c xy"]
+    assert kernel.mounts_under(Path("/d/none"), mountinfo=str(info)) == []
+
+
 def test_mount_error_text_names_action_target_reason_and_hint() -> None:
     err = kernel.MountError(errno.ENODEV, "mount overlay on", "/x", "modprobe overlay")
     assert str(err) == "mount overlay on /x: No such device (modprobe overlay)"

@@ -17,6 +17,7 @@ import functools
 import os
 import re
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -152,13 +153,42 @@ def is_mounted(target: Path) -> bool:
     return bool(found.attributes & STATX_ATTR_MOUNT_ROOT)
 
 
-def mounts_under(*targets: Path) -> list[str]:
+def mounts_under(*targets: Path, mountinfo: str = MOUNTINFO) -> list[str]:
     """Mount points at or below any of `targets`, deepest first (the order to unmount them
-    in), from one read of the mount table."""
-    tops = [os.path.realpath(target) for target in targets]
-    found = {p for p in mount_points()
-             if any(p == top or p.startswith(top.rstrip("/") + "/") for top in tops)}
+    in), from one read of the mount table.
+
+    The table holds every container's mounts; it is searched for each target's path in C
+    and only the lines holding it are parsed. Parsed whole, line by line in Python, it took
+    over two thirds of the time cleanup threads held the interpreter lock while 1,000
+    containers were destroyed (py-spy, 1,443 of 2,096 samples), time the loop waited.
+    """
+    with open(mountinfo, "rb") as f:
+        table = f.read()
+    found: set[str] = set()
+    for target in targets:
+        found.update(_points_at_or_below(table, os.path.realpath(target)))
     return sorted(found, key=lambda p: p.count("/"), reverse=True)
+
+
+def _points_at_or_below(table: bytes, top: str) -> Iterator[str]:
+    """Mount points of mountinfo `table` at or below `top`: from the lines holding the path
+    (escaped as the table escapes it) after a space, whichever field holds it."""
+    below = top.rstrip("/") + "/"
+    needle = b" " + _escape(top).encode("utf-8", "surrogateescape")
+    at = table.find(needle)
+    while at >= 0:
+        start = table.rfind(b"\n", 0, at) + 1
+        end = table.find(b"\n", at)
+        end = len(table) if end < 0 else end
+        point = _unescape(table[start:end].decode("utf-8", "surrogateescape").split(" ", 5)[4])
+        if point == top or point.startswith(below):
+            yield point
+        at = table.find(needle, end)
+
+
+def _escape(path: str) -> str:
+    """A path as mountinfo writes it (see _unescape)."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
 
 
 # ------------------------------------------------------------ paths inside a container root
