@@ -161,6 +161,23 @@ def test_netlink_refusals_name_the_request_and_the_kernels_reason(host, netns, v
     assert view.links_with(cid) == []
 
 
+def test_link_counters_kept_open_see_a_link_go_and_a_new_one_come(host, netns, view) -> None:
+    counters = kernel.LinkCounters()
+    cid = view.unique_id()
+    host_end, peer = chains.host_iface(cid), chains.container_iface(cid)
+    try:
+        for _ in range(2):  # the second link has the name of the first, deleted
+            kernel.create_veth(host_end, peer, netns(), 1500, "10.251.0.1", 30)
+            assert counters.read(host_end) is not None
+            kernel.delete_link(host_end)
+            assert counters.read(host_end) is None
+        assert counters.read(host_end) is None
+        counters.forget(host_end)
+    finally:
+        kernel.delete_link(host_end)
+    assert view.links_with(cid) == []
+
+
 def _deleted_links(monkeypatch) -> list[str]:
     """Record the names delete_link is called with (it still deletes)."""
     names: list[str] = []

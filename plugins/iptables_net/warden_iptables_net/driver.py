@@ -41,6 +41,7 @@ class IptablesDriver(NetworkDriver):
     def __init__(self, settings) -> None:
         super().__init__(settings)
         self.prefix = settings.server.name_prefix
+        self._counters = kernel.LinkCounters()
 
     @classmethod
     def check_host(cls, settings) -> None:
@@ -71,6 +72,7 @@ class IptablesDriver(NetworkDriver):
 
     @hookimpl
     def teardown_net(self, container, record):
+        self._counters.forget(chains.host_iface(container.id))
         with _driver_errors(f"tear down network of {container.id}"):
             network.teardown_container(self.prefix, container.id,
                                        (record or {}).get("netns_pid"))
@@ -111,7 +113,7 @@ class IptablesDriver(NetworkDriver):
                 in_rate, in_burst, out_rate, out_burst = shaping.read_bandwidth(container.id)
         fields = {"bandwidth_stat": {"in_rate": in_rate, "in_burst": in_burst,
                                      "out_rate": out_rate, "out_burst": out_burst}}
-        counters = kernel.link_byte_counters(chains.host_iface(container.id))
+        counters = self._counters.read(chains.host_iface(container.id))
         if counters is not None:
             # The container's view: what the host end sends, the container receives.
             host_rx, host_tx = counters

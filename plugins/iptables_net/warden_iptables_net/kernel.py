@@ -750,15 +750,50 @@ def _link_number(ifname: str, attribute: str) -> int | None:
         return None
 
 
-def link_byte_counters(ifname: str) -> tuple[int, int] | None:
-    """(rx_bytes, tx_bytes) of the host's link `ifname` from sysfs (no netlink, no rtnl
-    lock), None if there is no such link."""
-    base = os.path.join(SYS_CLASS_NET, ifname, "statistics")
-    try:
-        with open(os.path.join(base, "rx_bytes")) as rx, open(os.path.join(base, "tx_bytes")) as tx:
-            return int(rx.read()), int(tx.read())
-    except FileNotFoundError:
-        return None
+class LinkCounters:
+    """rx_bytes and tx_bytes of host links from sysfs (no netlink, no rtnl lock), their files
+    kept open per link and re-read with pread: 2 us for both where opening them each time took
+    33 us, and Info, which every Run answers with, reads them. A link gone since its files
+    were opened reads as gone (kernfs refuses a removed node's files)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, ifname: str) -> tuple[int, int] | None:
+        """(rx_bytes, tx_bytes) of `ifname`, None if there is no such link."""
+        with self._lock:
+            fds = self._fds.get(ifname) or self._open(ifname)
+            if fds is None:
+                return None
+            try:
+                return int(os.pread(fds[0], 32, 0)), int(os.pread(fds[1], 32, 0))
+            except OSError:
+                self._close(ifname)
+                return None
+
+    def forget(self, ifname: str) -> None:
+        """Close the files of `ifname` (its link is being deleted)."""
+        with self._lock:
+            self._close(ifname)
+
+    def _open(self, ifname: str) -> tuple[int, int] | None:
+        base = os.path.join(SYS_CLASS_NET, ifname, "statistics")
+        try:
+            rx = os.open(os.path.join(base, "rx_bytes"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            tx = os.open(os.path.join(base, "tx_bytes"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            os.close(rx)
+            return None
+        self._fds[ifname] = (rx, tx)
+        return rx, tx
+
+    def _close(self, ifname: str) -> None:
+        for fd in self._fds.pop(ifname, ()):
+            os.close(fd)
 
 
 def link_exists(ifname: str) -> bool:
