@@ -166,12 +166,15 @@ def test_link_counters_kept_open_see_a_link_go_and_a_new_one_come(host, netns, v
     cid = view.unique_id()
     host_end, peer = chains.host_iface(cid), chains.container_iface(cid)
     try:
-        for _ in range(2):  # the second link has the name of the first, deleted
-            kernel.create_veth(host_end, peer, netns(), 1500, "10.251.0.1", 30)
-            assert counters.read(host_end) is not None
-            kernel.delete_link(host_end)
-            assert counters.read(host_end) is None
+        kernel.create_veth(host_end, peer, netns(), 1500, "10.251.0.1", 30)
+        assert counters.read(host_end) is not None
+        kernel.delete_link(host_end)
         assert counters.read(host_end) is None
+        kernel.create_veth(host_end, peer, netns(), 1500, "10.251.0.1", 30)
+        assert counters.read(host_end) is not None
+        kernel.delete_link(host_end)  # and made again while its files are kept
+        kernel.create_veth(host_end, peer, netns(), 1500, "10.251.0.1", 30)
+        assert counters.read(host_end) is not None
         counters.forget(host_end)
     finally:
         kernel.delete_link(host_end)

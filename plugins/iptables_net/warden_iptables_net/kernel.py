@@ -763,14 +763,15 @@ class LinkCounters:
     def read(self, ifname: str) -> tuple[int, int] | None:
         """(rx_bytes, tx_bytes) of `ifname`, None if there is no such link."""
         with self._lock:
-            fds = self._fds.get(ifname) or self._open(ifname)
-            if fds is None:
-                return None
-            try:
-                return int(os.pread(fds[0], 32, 0)), int(os.pread(fds[1], 32, 0))
-            except OSError:
-                self._close(ifname)
-                return None
+            for _ in range(2):  # kept files of a link deleted since: the name opened afresh
+                fds = self._fds.get(ifname) or self._open(ifname)
+                if fds is None:
+                    return None
+                try:
+                    return int(os.pread(fds[0], 32, 0)), int(os.pread(fds[1], 32, 0))
+                except OSError:
+                    self._close(ifname)
+            return None
 
     def forget(self, ifname: str) -> None:
         """Close the files of `ifname` (its link is being deleted)."""
