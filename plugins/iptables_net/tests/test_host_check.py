@@ -8,9 +8,11 @@ import os
 from warden_iptables_net import kernel
 
 
-def fake_kernel(monkeypatch, tmp_path, registered: str, modules_dep: str = "") -> None:
-    matches = tmp_path / "ip_tables_matches"
-    matches.write_text(registered)
+def fake_kernel(monkeypatch, tmp_path, registered: str | None,
+                modules_dep: str = "") -> None:
+    matches = tmp_path / "ip_tables_matches"  # absent until ip_tables is loaded
+    if registered is not None:
+        matches.write_text(registered)
     release = tmp_path / "modules" / os.uname().release
     release.mkdir(parents=True)
     (release / "modules.dep").write_text(modules_dep)
@@ -31,6 +33,11 @@ def test_a_loadable_module_is_enough(monkeypatch, tmp_path) -> None:
                 "kernel/net/netfilter/xt_devgroup.ko.xz:\n"
                 "kernel/net/ipv4/netfilter/ipt_rpfilter.ko.xz: kernel/net/netfilter/x.ko\n")
     assert kernel.missing_matches() == []
+
+
+def test_before_ip_tables_is_loaded_the_modules_say(monkeypatch, tmp_path) -> None:
+    fake_kernel(monkeypatch, tmp_path, None, "kernel/net/netfilter/xt_devgroup.ko:\n")
+    assert kernel.missing_matches() == ["rpfilter"]
 
 
 def test_this_kernel_has_them() -> None:

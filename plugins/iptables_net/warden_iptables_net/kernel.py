@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -94,16 +94,22 @@ def host_unavailable_reason() -> str | None:
 
 def missing_matches() -> list[str]:
     """The matches of NEEDED_MATCHES that the kernel neither has registered nor can load
-    (the first rule using a match loads its module)."""
-    with open(IPTABLES_MATCHES) as f:
-        registered = set(f.read().split())
+    (the first rule using a match loads its module; before the first rule of all, ip_tables
+    itself may be a module not loaded yet, and IPTABLES_MATCHES absent)."""
+    registered = set(_text_or_nothing(IPTABLES_MATCHES).split())
     modules = os.path.join(MODULES, os.uname().release)
-    known = ""
-    for index in ("modules.dep", "modules.builtin"):
-        with suppress(OSError), open(os.path.join(modules, index)) as f:
-            known += f.read()
+    known = "".join(_text_or_nothing(os.path.join(modules, index))
+                    for index in ("modules.dep", "modules.builtin"))
     return [name for name, (module, _) in NEEDED_MATCHES.items()
             if name not in registered and f"/{module}.ko" not in known]
+
+
+def _text_or_nothing(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 # ------------------------------------------------------------------------ iptables
