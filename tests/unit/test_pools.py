@@ -66,3 +66,18 @@ def test_fetch_specific_network_once():
     assert str(pool.acquire_network("10.1.0.5")) == "10.1.0.4/30"
     with pytest.raises(WardenError, match=r"^Could not acquire network: 10\.1\.0\.4$"):
         pool.acquire_network("10.1.0.6")
+
+
+def test_an_entry_is_free_once_whatever_releases_it_and_in_use_once_taken():
+    """Double releases (a retried destroy) and recovery's remove keep the set of free entries
+    and the queue in step: each entry is handed out once."""
+    pool = Pool([1, 2, 3])
+    pool.release(1)  # free already
+    taken = pool.acquire()
+    pool.release(taken)
+    pool.release(taken)
+    pool.remove(2)
+    pool.release(2)
+    assert pool.fetch(2) == 2 and pool.fetch(2) is None
+    assert sorted(x for x in iter(pool.acquire, None)) == [1, 3]
+    assert len(pool) == 0
