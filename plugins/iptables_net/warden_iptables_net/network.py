@@ -28,8 +28,10 @@ def setup_host(prefix: str, pool_network: IPv4Network | str, allow_networks: lis
     chains.check_prefix(prefix)
     pool = IPv4Network(pool_network, strict=False)
     with kernel.iptables() as ipt:
-        _adopt_veths(ipt, prefix)
-        _setup_filter(ipt, prefix, pool, allow_networks, deny_networks, allow_host_access)
+        with_gotos = _forward_ids(ipt, prefix)
+        _adopt_veths(prefix, with_gotos)
+        _setup_filter(ipt, prefix, with_gotos, pool, allow_networks, deny_networks,
+                      allow_host_access)
         _setup_raw(ipt, prefix)
         _setup_nat(ipt, prefix, pool)
         if kernel.has_ipv6():
@@ -65,26 +67,26 @@ def list_container_ids(prefix: str) -> list[str]:
     forward chain or a nat chain under it."""
     chains.check_prefix(prefix)
     with kernel.iptables() as ipt:
-        listed = _container_ids(ipt, prefix)
-    return sorted({*listed, *_group_ids(prefix)})
+        listed = {*_forward_ids(ipt, prefix), *_nat_ids(ipt, prefix)}
+    return sorted(listed | _group_ids(prefix))
 
 
-def _adopt_veths(ipt: Iptables, prefix: str) -> None:
+def _adopt_veths(prefix: str, with_gotos: list[str]) -> None:
     """Veths made before veths had a device group (each had a goto of its own in the
-    forward chain then) join the group, before _setup_filter replaces the rules that
-    named them with the group's."""
+    forward chain then, so they are among `with_gotos`) join the group, before
+    _setup_filter replaces the rules that named them with the group's."""
     group = chains.device_group(prefix)
-    for container_id in _forward_ids(ipt, prefix):
+    for container_id in with_gotos:
         kernel.join_group(chains.host_iface(container_id), group)
 
 
-def _setup_filter(ipt: Iptables, prefix: str, pool: IPv4Network, allow: list[str],
-                  deny: list[str], allow_host_access: bool) -> None:
+def _setup_filter(ipt: Iptables, prefix: str, with_gotos: list[str], pool: IPv4Network,
+                  allow: list[str], deny: list[str], allow_host_access: bool) -> None:
     forward, default = chains.forward_chain(prefix), chains.default_chain(prefix)
     ingress = chains.ingress_chain(prefix)
     host, input_ = chains.host_chain(prefix), chains.input_chain(prefix)
     # in the forward chain's order, so that a second run changes nothing
-    chained = [cid for cid in _forward_ids(ipt, prefix)
+    chained = [cid for cid in with_gotos
                if ipt.has_chain(FILTER, chains.instance_chain(prefix, cid))]
     for chain in (forward, default, ingress, host, input_):
         ipt.ensure_chain(FILTER, chain)
@@ -168,10 +170,6 @@ def _in_group(prefix: str, container_id: str) -> bool:
 def _nat_ids(ipt: Iptables, prefix: str) -> list[str]:
     return sorted(cid for c in ipt.chains(NAT)
                   if (cid := chains.instance_id(prefix, c)) is not None)
-
-
-def _container_ids(ipt: Iptables, prefix: str) -> list[str]:
-    return sorted({*_forward_ids(ipt, prefix), *_nat_ids(ipt, prefix)})
 
 
 # ----------------------------------------------------------------- one container
